@@ -1,0 +1,164 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Probe a host's accelerators in one round trip and classify the llmfleet host type."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shutil
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: llm_host_probe
+short_description: Report GPUs and the llmfleet host type of the target
+description:
+  - Reads NVIDIA GPUs from C(nvidia-smi --query-gpu), AMD GPUs from sysfs (amdgpu + /dev/kfd) and
+    Apple Silicon from the platform, then classifies the host as macos_arm64, linux_cuda, linux_rocm
+    or linux_cpu. Read-only; supports check mode.
+options:
+  nvidia_smi:
+    description: Name or path of the nvidia-smi binary.
+    type: str
+    default: nvidia-smi
+author: llmfleet
+"""
+
+RETURN = r"""
+system: {description: Linux or Darwin, type: str, returned: always}
+arch: {description: amd64 or arm64 (other values pass through unchanged), type: str, returned: always}
+gpu_vendor: {description: nvidia, amd, apple or none, type: str, returned: always}
+gpus: {description: "one dict per GPU: index, name, vram_mb, driver_version", type: list, returned: always}
+vram_mb: {description: sum of the GPUs' memory in MiB (0 for none and for Apple unified memory), type: int, returned: always}
+nvidia_smi_error: {description: why a present nvidia-smi gave no GPUs, type: str, returned: always}
+detected_type: {description: the host type, or "unsupported", type: str, returned: always}
+"""
+
+NVIDIA_QUERY = "--query-gpu=index,name,memory.total,driver_version"
+ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def normalise_arch(machine: str) -> str:
+    """Map uname's machine to the names release archives use."""
+    return ARCH_NAMES.get(machine.lower(), machine.lower())
+
+
+def parse_nvidia_csv(text: str) -> list[dict]:
+    """Parse `nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader,nounits`."""
+    gpus = []
+    for line in text.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 4 or not fields[0].isdigit():
+            continue
+        index, name, memory, driver = fields
+        try:
+            vram_mb = int(float(memory))
+        except ValueError:  # "[N/A]" on some virtual GPUs
+            vram_mb = 0
+        gpus.append({"index": int(index), "name": name, "vram_mb": vram_mb, "driver_version": driver})
+    return gpus
+
+
+def classify(system: str, arch: str, gpu_vendor: str) -> str:
+    """Decide the host type from the platform and the GPU vendor that actually answered."""
+    if system == "Darwin":
+        return "macos_arm64" if arch == "arm64" else "unsupported"
+    if system != "Linux" or arch not in ("amd64", "arm64"):
+        return "unsupported"
+    return {"nvidia": "linux_cuda", "amd": "linux_rocm"}.get(gpu_vendor, "linux_cpu")
+
+
+def probe_nvidia(binary: str) -> tuple[list[dict], str]:
+    """Return the NVIDIA GPUs, or an explanation when nvidia-smi exists but does not answer."""
+    path = shutil.which(binary)
+    if path is None:
+        return [], ""
+    try:
+        proc = subprocess.run(
+            [path, NVIDIA_QUERY, "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], f"{path}: {exc}"
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).strip().splitlines()
+        return [], f"{path} exited {proc.returncode}: {message[0] if message else 'no output'}"
+    gpus = parse_nvidia_csv(proc.stdout)
+    return gpus, "" if gpus else f"{path} listed no GPUs"
+
+
+def probe_amd(sysfs: str = "/sys/class/drm") -> list[dict]:
+    """AMD GPUs that ROCm can use: amdgpu devices in sysfs, and only when /dev/kfd exists."""
+    if not os.path.exists("/dev/kfd"):
+        return []
+    gpus = []
+    for card in sorted(glob.glob(os.path.join(sysfs, "card[0-9]*", "device"))):
+        vendor = _read(os.path.join(card, "vendor"))
+        if vendor != "0x1002":
+            continue
+        vram = _read(os.path.join(card, "mem_info_vram_total"))
+        name = _read(os.path.join(card, "product_name")) or "AMD GPU " + _read(os.path.join(card, "device"))
+        gpus.append({
+            "index": len(gpus),
+            "name": name,
+            "vram_mb": int(vram) // (1024 * 1024) if vram.isdigit() else 0,
+            "driver_version": _read("/sys/module/amdgpu/version"),
+        })
+    return gpus
+
+
+def probe_apple(system: str, arch: str) -> list[dict]:
+    """Apple Silicon's GPU shares system memory, so no separate VRAM is reported."""
+    if system != "Darwin" or arch != "arm64":
+        return []
+    try:
+        brand = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                               text=True, timeout=10, check=False).stdout.strip()
+    except OSError:
+        brand = ""
+    return [{"index": 0, "name": brand or "Apple Silicon", "vram_mb": 0, "driver_version": ""}]
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={"nvidia_smi": {"type": "str", "default": "nvidia-smi"}},
+                           supports_check_mode=True)
+    system = platform.system()
+    arch = normalise_arch(platform.machine())
+    error = ""
+    gpus, vendor = [], "none"
+    if system == "Linux":
+        gpus, error = probe_nvidia(module.params["nvidia_smi"])
+        vendor = "nvidia" if gpus else "none"
+        if not gpus:
+            gpus = probe_amd()
+            vendor = "amd" if gpus else "none"
+    elif system == "Darwin":
+        gpus = probe_apple(system, arch)
+        vendor = "apple" if gpus else "none"
+    if error:
+        module.warn(f"NVIDIA: {error}. The host counts as having no NVIDIA GPU; set llm_host_type to override.")
+    module.exit_json(
+        changed=False,
+        system=system,
+        arch=arch,
+        gpu_vendor=vendor,
+        gpus=gpus,
+        vram_mb=sum(gpu["vram_mb"] for gpu in gpus),
+        nvidia_smi_error=error,
+        detected_type=classify(system, arch, vendor),
+    )
+
+
+if __name__ == "__main__":
+    main()
