@@ -1,0 +1,137 @@
+"""What the invoke tasks do, behind tasks.py's argument parsing."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from llmfleet.progress import make_reporter
+from llmfleet.project import Project
+from llmfleet.report import RunResult, render_summary
+from llmfleet.runner import RunRequest, run_playbook
+
+SECRET_ENV_PREFIX = "LLMFLEET_SECRET_"
+
+
+class UsageError(ValueError):
+    """Bad command-line input, found before anything runs."""
+
+
+def limit_for(host: str | None, group: str | None) -> str | None:
+    """`--host` and `--group` both become ansible's --limit; asking for both is ambiguous."""
+    if host and group:
+        raise UsageError("give --host or --group, not both")
+    return host or group
+
+
+def parse_extravars(pairs: Iterable[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs, values read as YAML scalars (`purge=true` is a boolean), or `@file.yml`."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        if pair.startswith("@"):
+            loaded = yaml.safe_load(Path(pair[1:]).read_text())
+            if not isinstance(loaded, dict):
+                raise UsageError(f"{pair[1:]} must hold a mapping of variables")
+            result.update(loaded)
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-e takes KEY=VALUE or @FILE, not {pair!r}")
+        result[key] = yaml.safe_load(value) if value else ""
+    return result
+
+
+def read_secrets(names: Iterable[str], env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Secret variables by name: from $LLMFLEET_SECRET_<NAME>, else asked on the terminal.
+
+    Values never go through argv, so they stay out of `ps` and shell history.
+    """
+    result: dict[str, str] = {}
+    for name in names:
+        if not name.isidentifier():
+            raise UsageError(f"--secret takes a variable name, not {name!r}")
+        value = env.get(SECRET_ENV_PREFIX + name.upper())
+        if value is None:
+            if not sys.stdin.isatty():
+                raise UsageError(f"secret {name}: set {SECRET_ENV_PREFIX}{name.upper()} (no terminal to ask on)")
+            value = getpass.getpass(f"{name}: ")
+        result[name] = value
+    return result
+
+
+def provision(
+    project: Project,
+    *,
+    playbook: str = "site",
+    inventory: str | None = None,
+    host: str | None = None,
+    group: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
+    extra_vars: Sequence[str] = (),
+    secrets: Sequence[str] = (),
+    vault_password_file: str | None = None,
+    forks: int | None = None,
+    verbose: int = 0,
+    console: Console | None = None,
+) -> RunResult:
+    """Run a playbook against the inventory with live progress, then print the per-host summary."""
+    console = console or Console()
+    request = RunRequest(
+        playbook=project.playbook(playbook),
+        inventory=Path(inventory).resolve() if inventory else project.default_inventory,
+        limit=limit_for(host, group),
+        check=check,
+        diff=diff,
+        tags=_split(tags),
+        skip_tags=_split(skip_tags),
+        extravars=parse_extravars(extra_vars),
+        secret_extravars=read_secrets(secrets),
+        vault_password_file=Path(vault_password_file).resolve() if vault_password_file else None,
+        forks=forks,
+        verbosity=verbose,
+    )
+    result = run_playbook(request, project_dir=project.root, runs_dir=project.runs_dir,
+                          reporter=make_reporter(console))
+    render_summary(result, console)
+    return result
+
+
+def _split(values: Sequence[str]) -> tuple[str, ...]:
+    """Tags may come as repeated options or comma lists."""
+    return tuple(tag for value in values for tag in value.split(",") if tag)
+
+
+@contextmanager
+def stage(name: str, console: Console) -> Iterator[None]:
+    """Print a stage's start and how long it took, even when it fails."""
+    console.print(f"[bold]==> {name}[/bold]")
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        console.print(f"[bold]<== {name}: {time.monotonic() - started:.1f} s[/bold]")
+
+
+def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+    """Run a tool, streaming its output; a non-zero exit raises CalledProcessError."""
+    merged = {**os.environ, **(env or {})}
+    subprocess.run(list(argv), cwd=cwd, env=merged, check=True)
+
+
+def venv_tool(name: str) -> str:
+    """A console script from this interpreter's environment, so tasks work without activating it."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name

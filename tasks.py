@@ -1,0 +1,123 @@
+"""llmfleet's command line: `invoke --list` shows every task, `invoke --help TASK` its options.
+
+Thin on purpose: each task parses its options and calls the llmfleet package.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from invoke import Collection, Context, Exit, task
+from rich.console import Console
+
+from llmfleet import cli, testbed
+from llmfleet.project import Project
+
+PROJECT = Project.find()
+console = Console()
+
+
+@task(
+    iterable=["tags", "skip_tags", "extra_vars", "secret"],
+    incrementable=["verbose"],
+    help={
+        "host": "Provision only this inventory host.",
+        "group": "Provision only this inventory group.",
+        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+        "check": "Dry run: report what would change, change nothing.",
+        "diff": "Show the differences in changed files and templates.",
+        "tags": "Run only tasks with these tags (repeatable, or comma-separated).",
+        "skip_tags": "Skip tasks with these tags (repeatable, or comma-separated).",
+        "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable. Not for secrets: see --secret.",
+        "secret": "Secret variable NAME, read from $LLMFLEET_SECRET_<NAME> or asked for; never on disk or argv.",
+        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
+        "playbook": "Playbook name in playbooks/ or a path (default: site).",
+        "forks": "Hosts worked on in parallel (default 0: ansible.cfg's forks).",
+        "verbose": "More ansible output in the run's artifacts (-v, -vv, ...).",
+    },
+)
+def provision(
+    c: Context,
+    host: str | None = None,
+    group: str | None = None,
+    inventory: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    tags: list[str] | None = None,
+    skip_tags: list[str] | None = None,
+    extra_vars: list[str] | None = None,
+    secret: list[str] | None = None,
+    vault_password_file: str | None = None,
+    playbook: str = "site",
+    forks: int = 0,
+    verbose: int = 0,
+) -> None:
+    """Provision hosts (default: this machine) with live progress and a per-host summary."""
+    try:
+        result = cli.provision(
+            PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, check=check,
+            diff=diff, tags=tags or [], skip_tags=skip_tags or [], extra_vars=extra_vars or [],
+            secrets=secret or [], vault_password_file=vault_password_file, forks=forks or None,
+            verbose=verbose, console=console,
+        )
+    except (cli.UsageError, FileNotFoundError) as error:
+        raise Exit(f"provision: {error}", code=64) from error
+    if result.exit_code:
+        raise Exit(code=int(result.exit_code))
+
+
+@task
+def lint(c: Context) -> None:
+    """yamllint and ansible-lint (production profile) over the whole project."""
+    _stages([
+        ("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
+        ("ansible-lint", [cli.venv_tool("ansible-lint")]),
+    ])
+
+
+@task(
+    iterable=["suite"],
+    help={"suite": "Debian suite to build an image for (repeatable; default: bookworm).",
+          "force": "Rebuild images even when the cached ones match their inputs."},
+)
+def testbed_(c: Context, suite: list[str] | None = None, force: bool = False) -> None:
+    """Prepare the container test bed: podman + runc, containers.conf, systemd images (cached)."""
+    with cli.stage("testbed", console):
+        testbed.prepare(PROJECT.root, suites=tuple(suite or ["bookworm"]), force=force, log=console.print)
+
+
+@task(
+    iterable=["scenario"],
+    help={"scenario": "Molecule scenario to run (repeatable; default: all of molecule/*).",
+          "lint": "Run the linters first (default: yes).",
+          "unit": "Run the Python unit tests (default: yes)."},
+)
+def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit: bool = True) -> None:
+    """Everything CI runs: lint, unit tests, then each molecule scenario in containers."""
+    steps = []
+    if lint:
+        steps += [("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
+                  ("ansible-lint", [cli.venv_tool("ansible-lint")])]
+    if unit:
+        steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q"]))
+    _stages(steps)
+    scenarios = scenario or PROJECT.scenarios()
+    if not scenarios:
+        return
+    with cli.stage("testbed", console):
+        testbed.prepare(PROJECT.root, log=console.print)
+    env = testbed.test_env(PROJECT.root)
+    _stages([(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name]) for name in scenarios], env)
+
+
+def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = None) -> None:
+    for name, argv in steps:
+        with cli.stage(name, console):
+            try:
+                cli.run(argv, cwd=PROJECT.root, env=env)
+            except subprocess.CalledProcessError as error:
+                raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
+
+
+ns = Collection(provision, lint, test)
+ns.add_task(testbed_, name="testbed")
