@@ -126,8 +126,15 @@ def stage(name: str, console: Console) -> Iterator[None]:
 
 
 def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:
-    """Run a tool, streaming its output; a non-zero exit raises CalledProcessError."""
+    """Run a tool, streaming its output; a non-zero exit raises CalledProcessError.
+
+    The interpreter's own bin directory leads PATH: molecule and ansible-lint call ansible-* tools
+    by name, and the venv need not be activated.
+    """
     merged = {**os.environ, **(env or {})}
+    bindir = str(Path(sys.executable).parent)
+    if merged.get("PATH", "").split(os.pathsep)[0] != bindir:
+        merged["PATH"] = os.pathsep.join(filter(None, [bindir, merged.get("PATH")]))
     subprocess.run(list(argv), cwd=cwd, env=merged, check=True)
 
 
