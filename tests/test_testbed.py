@@ -1,0 +1,84 @@
+"""The test bed's pure parts: where the Debian mirror comes from and when an image is rebuilt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmfleet import testbed
+
+DEB822 = """\
+# the main archive
+Types: deb deb-src
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://security.example/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
+    (tmp_path / "debian.sources").write_text(DEB822)
+    assert testbed.debian_mirror(tmp_path, release="bookworm") == "http://mirror.example/debian"
+
+
+def test_mirror_skips_disabled_and_source_only_entries(tmp_path: Path) -> None:
+    (tmp_path / "a.sources").write_text(
+        "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n"
+    )
+    (tmp_path / "b.list").write_text("deb [signed-by=/k.gpg] http://on.example/debian/ bookworm main\n")
+    assert testbed.debian_mirror(tmp_path, release="bookworm") == "http://on.example/debian"
+
+
+def test_mirror_ignores_update_suites_and_comments(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.list"
+    sources.write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb http://sec.example/debian-security bookworm-security main\n"
+        "deb http://plain.example/debian bookworm main\n"
+    )
+    assert testbed.debian_mirror(sources, release="bookworm") == "http://plain.example/debian"
+    # Without a release name, the first suite without a dash is the plain release.
+    assert testbed.debian_mirror(sources, release=None) == "http://plain.example/debian"
+
+
+def test_mirror_missing_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.list").write_text("deb http://sec.example/debian-security bookworm-security main\n")
+    with pytest.raises(LookupError, match="bookworm"):
+        testbed.debian_mirror(tmp_path, release="bookworm")
+
+
+def test_host_release_reads_codename(tmp_path: Path) -> None:
+    os_release = tmp_path / "os-release"
+    os_release.write_text('NAME="Debian GNU/Linux"\nVERSION_CODENAME=bookworm\n')
+    assert testbed.host_release(os_release) == "bookworm"
+    assert testbed.host_release(tmp_path / "missing") is None
+
+
+def test_inputs_hash_tracks_every_input() -> None:
+    base = dict(suite="bookworm", packages=["a", "b"], mirror="http://m", ca_certs={"x.crt": b"1"})
+    digest = testbed.inputs_hash(**base)
+    assert testbed.inputs_hash(**{**base, "packages": ["b", "a"]}) == digest  # order does not matter
+    for change in ({"suite": "trixie"}, {"packages": ["a"]}, {"mirror": "http://n"},
+                   {"ca_certs": {"x.crt": b"2"}}, {"ca_certs": {}}):
+        assert testbed.inputs_hash(**{**base, **change}) != digest, change
+    assert testbed.inputs_hash(**base, recipe="other") != digest
+
+
+def test_test_env_names_the_project_containers_conf(tmp_path: Path) -> None:
+    env = testbed.test_env(tmp_path)
+    assert env["CONTAINERS_CONF"] == str(tmp_path / "testbed" / "containers.conf")
+
+
+def test_project_containers_conf_sets_runc_and_ulimits() -> None:
+    import tomllib
+
+    conf = tomllib.loads(testbed.containers_conf(Path(__file__).resolve().parents[1]).read_text())
+    assert conf["engine"]["runtime"] == "runc"
+    assert "nofile=4096:4096" in conf["containers"]["default_ulimits"]
