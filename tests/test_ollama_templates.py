@@ -1,0 +1,69 @@
+"""The ollama role's service files as rendered by ansible itself: launchd plist and systemd files.
+
+macOS cannot run here, so the plist is checked by parsing it the way launchd's tools do (plistlib).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import plistlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLIST = "Library/LaunchDaemons/com.llmfleet.ollama.plist"
+
+
+def _render(tmp_path: Path, system: str, templates: list[str], **extra: object) -> Path:
+    extravars = {"system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
+                 "out_dir": str(tmp_path), "templates": templates, **extra}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+         str(ROOT / "tests/playbooks/render_ollama.yml"), "-e", json.dumps(extravars)],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    )
+    return tmp_path
+
+
+def test_launchd_plist_carries_the_environment(tmp_path: Path) -> None:
+    out = _render(tmp_path, "Darwin", [PLIST], ansible_user="alice",
+                  ollama_environment={"OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_ORIGINS": "app://<x>&\"y\""})
+    plist = plistlib.loads((out / "com.llmfleet.ollama.plist").read_bytes())
+    assert plist["Label"] == "com.llmfleet.ollama"
+    assert plist["ProgramArguments"] == ["/opt/homebrew/opt/ollama/bin/ollama", "serve"]
+    assert plist["UserName"] == "alice"
+    assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
+    assert plist["EnvironmentVariables"] == {
+        "HOME": "/Users/alice",
+        "OLLAMA_HOST": "127.0.0.1:11434",
+        "OLLAMA_MODELS": "/Users/alice/.ollama/models",
+        "OLLAMA_KEEP_ALIVE": "30m",
+        "OLLAMA_ORIGINS": "app://<x>&\"y\"",
+    }
+    assert plist["StandardErrorPath"] == "/opt/homebrew/var/log/ollama.log"
+
+
+def test_launchd_plist_follows_host_and_models_settings(tmp_path: Path) -> None:
+    out = _render(tmp_path, "Darwin", [PLIST], ansible_user="bob", ollama_host="0.0.0.0", ollama_port=11500,
+                  ollama_models_dir="/Volumes/Models/ollama")
+    env = plistlib.loads((out / "com.llmfleet.ollama.plist").read_bytes())["EnvironmentVariables"]
+    assert env["OLLAMA_HOST"] == "0.0.0.0:11500"
+    assert env["OLLAMA_MODELS"] == "/Volumes/Models/ollama"
+
+
+def test_systemd_files_for_linux(tmp_path: Path) -> None:
+    out = _render(tmp_path, "Linux", ["etc/systemd/system/ollama.service", "etc/ollama/ollama.env"],
+                  ollama_environment={"OLLAMA_ORIGINS": 'say "hi" \\ back', "OLLAMA_HOST": "0.0.0.0:11434"})
+    unit = (out / "ollama.service").read_text()
+    assert "ExecStart=/opt/llmfleet/ollama/current/bin/ollama serve" in unit
+    assert "User=ollama" in unit and "EnvironmentFile=/etc/ollama/ollama.env" in unit
+    assert "ReadWritePaths=/usr/share/ollama /usr/share/ollama/.ollama/models" in unit
+    env = (out / "ollama.env").read_text().splitlines()
+    # The inventory's OLLAMA_HOST wins over the computed one; quotes and backslashes are escaped.
+    assert 'OLLAMA_HOST="0.0.0.0:11434"' in env
+    assert 'OLLAMA_MODELS="/usr/share/ollama/.ollama/models"' in env
+    assert 'OLLAMA_ORIGINS="say \\"hi\\" \\\\ back"' in env
