@@ -11,6 +11,7 @@ from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
 from llmfleet import cli, testbed
+from llmfleet import docs as llmdocs
 from llmfleet.project import Project
 
 PROJECT = Project.find()
@@ -75,6 +76,17 @@ def lint(c: Context) -> None:
     ])
 
 
+@task(help={"check": "Only check the READMEs are current; exit 1 when not."})
+def docs(c: Context, check: bool = False) -> None:
+    """Regenerate each role README's variables table from its meta/argument_specs.yml."""
+    stale = [role.name for role in sorted(PROJECT.root.glob("roles/*")) if (role / "README.md").exists()
+             and (llmdocs.is_stale(role) if check else llmdocs.update(role))]
+    for name in stale:
+        console.print(f"roles/{name}/README.md {'is out of date' if check else 'updated'}")
+    if check and stale:
+        raise Exit(code=1)
+
+
 @task(
     iterable=["suite"],
     help={"suite": "Debian suite to build an image for (repeatable; default: bookworm).",
@@ -119,5 +131,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, lint, test)
+ns = Collection(provision, lint, test, docs)
 ns.add_task(testbed_, name="testbed")

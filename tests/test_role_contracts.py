@@ -36,3 +36,11 @@ def test_public_variables_are_prefixed_by_role(role: Path) -> None:
 
 def test_there_are_roles_to_check() -> None:
     assert any(r.name == "llm_host" for r in ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_readme_variables_table_is_current(role: Path) -> None:
+    from llmfleet import docs
+
+    text = (role / "README.md").read_text()
+    assert docs.render_readme(text, docs.variables_table(role)) == text, "run `invoke docs`"
