@@ -1,0 +1,247 @@
+"""Filters that turn the inventory into a developer's Continue config.yaml, and read one back.
+
+Kept in Python so the rules (hardware-aware autocomplete, apiBase defaults, per-user overrides, what
+counts as a hand edit) are unit-tested in tests/test_continue_filters.py. The schema itself is
+Continue's: the tests validate the rendered files with its own parser (npm @continuedev/config-yaml).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Model roles config.yaml accepts (config-yaml 1.42.0, modelRolesSchema).
+ROLES = ("chat", "autocomplete", "embed", "rerank", "edit", "apply", "summarize", "subagent")
+# Top-level model keys config-yaml 1.42.0 knows. Its parser drops unknown keys without a word, so a
+# typo ("apibase") would silently fall back to a default: refuse it here instead.
+MODEL_KEYS = frozenset({
+    "name", "provider", "model", "apiKey", "apiBase", "maxStopWords", "roles", "capabilities",
+    "defaultCompletionOptions", "cacheBehavior", "requestOptions", "embedOptions", "chatOptions",
+    "promptTemplates", "useLegacyCompletionsEndpoint", "env", "autocompleteOptions",
+})
+# Providers that talk to an OpenAI-compatible endpoint (vLLM's /v1): they get the team server's base
+# and key when a model does not name its own.
+OPENAI_PROVIDERS = frozenset({"vllm", "openai"})
+# Top-level keys of config.yaml that continue_config_extra may add (the ones we render are excluded).
+EXTRA_KEYS = frozenset({"metadata", "env", "requestOptions", "data", "mcpServers"})
+# What a per-user entry in continue_users may override.
+USER_KEYS = frozenset({
+    "name", "models", "ollama_api_base", "vllm_api_base", "vllm_api_key", "autocomplete_model",
+    "context_providers", "prompts", "rules", "docs", "config_extra",
+})
+# First line of the files we write: the sha1 of everything after it. A file whose first line matches
+# the rest is ours and untouched; anything else is the developer's and is backed up before we replace it.
+SEAL = "# llmfleet-sha1: "
+_SEAL_LINE = re.compile(r"# llmfleet-sha1: ([0-9a-f]{40})\n")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of dict, list, str, int, float, bool and None only.
+
+    Ansible hands filters its own string and container types (vaulted strings among them); YAML
+    dumpers must see plain data, and a vaulted API key must be written in clear, not as ciphertext.
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def autocomplete_model(setting: Any, host: Mapping[str, Any], choices: Mapping[str, str],
+                       large_min_mb: Mapping[str, int]) -> Any:
+    """The autocomplete model for this host: `setting` itself unless it is "auto".
+
+    "auto" follows the seed's advice: the large choice (qwen2.5-coder:7b-base) where the memory
+    models run in reaches the host type's threshold, else the small one (1.5b-base). That memory
+    is VRAM on CUDA/ROCm hosts and RAM elsewhere (Apple Silicon shares it with the GPU).
+    """
+    if setting != "auto":
+        return setting
+    kind = host.get("type", "linux_cpu")
+    memory = int(host.get("vram_mb", 0) if kind in ("linux_cuda", "linux_rocm") else host.get("ram_mb", 0))
+    threshold = int(large_min_mb.get(kind, large_min_mb.get("linux_cpu", 0)))
+    return choices["large"] if memory >= threshold else choices["small"]
+
+
+def user_settings(entry: Any, base: Mapping[str, Any]) -> dict[str, Any]:
+    """One continue_users entry (a name or a mapping of overrides) combined over the base settings."""
+    overrides = {"name": entry} if isinstance(entry, str) else dict(entry)
+    return {**base, **overrides}
+
+
+def user_errors(users: Any) -> list[str]:
+    """Problems in continue_users, as messages (empty when all is well)."""
+    if not isinstance(users, Sequence) or isinstance(users, str) or not users:
+        return ["continue_users must be a non-empty list of account names or mappings"]
+    errors: list[str] = []
+    seen: set[str] = set()
+    for entry in users:
+        if isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - USER_KEYS)
+            if unknown:
+                errors.append(f"user {entry.get('name')!r}: unknown keys {unknown}; allowed: {sorted(USER_KEYS)}")
+            name = entry.get("name")
+        else:
+            name = entry
+        if not isinstance(name, str) or not _USER_NAME.match(name):
+            errors.append(f"user {name!r}: not an account name")
+            continue
+        if name in seen:
+            errors.append(f"user {name} is listed twice")
+        seen.add(name)
+    return errors
+
+
+def _model(entry: Any, settings: Mapping[str, Any], errors: list[str]) -> dict[str, Any] | None:
+    if not isinstance(entry, Mapping):
+        errors.append(f"model entry must be a mapping, got a {type(entry).__name__}")
+        return None
+    label = entry.get("name", entry.get("model"))
+    for key in ("name", "provider", "model"):
+        if not isinstance(entry.get(key), str) or not entry.get(key):
+            errors.append(f"model {label!r}: {key} is required and must be a string")
+    unknown = sorted(set(entry) - MODEL_KEYS)
+    if unknown:
+        errors.append(f"model {label!r}: unknown keys {unknown} (config.yaml would ignore them)")
+    roles = entry.get("roles", ["chat", "edit", "apply", "summarize"])
+    if not isinstance(roles, list) or not set(roles) <= set(ROLES):
+        errors.append(f"model {label!r}: roles must be a list of {', '.join(ROLES)}; got {roles!r}")
+    model = dict(entry)
+    provider = model.get("provider")
+    if provider == "ollama":
+        model.setdefault("apiBase", settings.get("ollama_api_base") or "http://localhost:11434")
+    elif provider in OPENAI_PROVIDERS:
+        if "apiBase" not in model:
+            if not settings.get("vllm_api_base"):
+                errors.append(f"model {label!r}: provider {provider} needs apiBase or continue_vllm_api_base")
+            else:
+                model["apiBase"] = settings["vllm_api_base"]
+        if "apiKey" not in model and settings.get("vllm_api_key"):
+            model["apiKey"] = settings["vllm_api_key"]
+    return model
+
+
+def _autocomplete(setting: Any) -> dict[str, Any] | None:
+    if not setting:
+        return None
+    if isinstance(setting, Mapping):
+        model = dict(setting)
+        model["roles"] = ["autocomplete"]
+        return model
+    return {"name": f"{setting} (autocomplete)", "provider": "ollama", "model": str(setting),
+            "roles": ["autocomplete"]}
+
+
+def _named(entries: Any, what: str, key: str, errors: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in entries or []:
+        if isinstance(entry, str) and entry:
+            out.append({key: entry})
+        elif isinstance(entry, Mapping) and isinstance(entry.get(key), str):
+            out.append(dict(entry))
+        else:
+            errors.append(f"{what} entry must be a name or a mapping with {key}, got {entry!r}")
+    return out
+
+
+def _build(settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    errors: list[str] = []
+    models = [m for m in (_model(e, settings, errors) for e in settings.get("models") or []) if m]
+    choice = settings.get("autocomplete_model")
+    if choice == "auto":
+        choice = autocomplete_model(choice, settings.get("host") or {}, settings.get("autocomplete_choices") or {},
+                                    settings.get("autocomplete_large_min_mb") or {})
+    auto = _autocomplete(choice)
+    if auto and not any("autocomplete" in (m.get("roles") or []) for m in models):
+        models.append(_model(auto, settings, errors) or auto)
+    names = [m.get("name") for m in models]
+    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
+        errors.append(f"model name {name!r} is used twice (Continue picks models by name)")
+    if not isinstance(settings.get("version"), str):
+        errors.append(f"version must be a string, got {settings.get('version')!r}")
+    config: dict[str, Any] = {
+        "name": settings.get("config_name") or "llmfleet",
+        "version": settings.get("version"),
+        "schema": "v1",
+        "models": models,
+        "context": _named(settings.get("context_providers"), "context provider", "provider", errors),
+    }
+    for key in ("prompts", "rules", "docs"):
+        if settings.get(key):
+            config[key] = list(settings[key])
+    for prompt in config.get("prompts", []):
+        if not isinstance(prompt, Mapping) or not all(isinstance(prompt.get(k), str) for k in ("name", "prompt")):
+            errors.append(f"prompt must be a mapping with name and prompt, got {prompt!r}")
+    extra = settings.get("config_extra") or {}
+    if not isinstance(extra, Mapping) or set(extra) - EXTRA_KEYS:
+        got = sorted(extra) if isinstance(extra, Mapping) else type(extra).__name__
+        errors.append(f"config_extra may only set {sorted(EXTRA_KEYS)}, got {got}")
+    else:
+        config.update(extra)
+    return plain(config), errors
+
+
+def config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The config.yaml content for one developer, as data (raises on invalid settings)."""
+    data, errors = _build(settings)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return data
+
+
+def config_errors(settings: Mapping[str, Any]) -> list[str]:
+    """Every problem in one developer's settings, as messages (empty when all is well)."""
+    return _build(settings)[1]
+
+
+def _digest(body: str) -> str:
+    # Blank lines at either end do not count: the template engine may add or drop a final newline.
+    return hashlib.sha1(body.strip("\n").encode()).hexdigest()  # noqa: S324 - change detection, not security
+
+
+def seal(body: str) -> str:
+    """`body` behind the header line that proves it is what we wrote."""
+    return f"{SEAL}{_digest(str(body))}\n{body}"
+
+
+def file_state(slurped: Mapping[str, Any]) -> str:
+    """What a config.yaml is, from its slurp result: "absent", "ours" (our seal matches) or "foreign".
+
+    A file that could not be read for any reason but absence counts as foreign: it is backed up.
+    """
+    if "content" not in slurped:
+        return "absent" if "not found" in str(slurped.get("msg", "")).lower() else "foreign"
+    try:
+        text = base64.b64decode(str(slurped["content"])).decode()
+    except (ValueError, UnicodeDecodeError):
+        return "foreign"
+    match = _SEAL_LINE.match(text)
+    if match and _digest(text[match.end():]) == match.group(1):
+        return "ours"
+    return "foreign"
+
+
+class FilterModule:
+    """Continue config filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "continue_autocomplete_model": autocomplete_model,
+            "continue_user_settings": user_settings,
+            "continue_user_errors": user_errors,
+            "continue_config": config,
+            "continue_config_errors": config_errors,
+            "continue_seal": seal,
+            "continue_file_state": file_state,
+        }
