@@ -82,3 +82,38 @@ def test_project_containers_conf_sets_runc_and_ulimits() -> None:
     conf = tomllib.loads(testbed.containers_conf(Path(__file__).resolve().parents[1]).read_text())
     assert conf["engine"]["runtime"] == "runc"
     assert "nofile=4096:4096" in conf["containers"]["default_ulimits"]
+
+
+def test_host_pip_settings_are_staged_for_the_containers(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "torch-1+cpu-cp311-none-any.whl").write_bytes(b"wheel")
+    index = tmp_path / "index" / "simple"
+    index.mkdir(parents=True)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=2.14.1\n")
+    out = tmp_path / "out"
+    settings = {
+        "find-links": str(wheels),
+        "extra-index-url": f"file://{index} https://mirror.example/simple",
+        "constraint": str(constraints),
+        "cert": "/host/only/ca.pem",
+        "default-timeout": "180",
+        "cache-dir": "/host/cache",
+    }
+    rewritten = testbed.stage_host_pip(settings, out)
+    mount = testbed.PIP_MOUNT
+    assert rewritten["find-links"] == f"{mount}/dirs/1"
+    assert rewritten["extra-index-url"] == f"file://{mount}/dirs/2 https://mirror.example/simple"
+    assert rewritten["constraint"] == f"{mount}/files/3-constraints.txt"
+    assert rewritten["cert"] == testbed.CONTAINER_CA_BUNDLE
+    assert "cache-dir" not in rewritten
+    assert (out / "dirs/1/torch-1+cpu-cp311-none-any.whl").read_bytes() == b"wheel"
+    assert (out / "files/3-constraints.txt").read_text() == "torch<=2.14.1\n"
+    conf = (out / "pip.conf").read_text()
+    assert f"find-links = {mount}/dirs/1" in conf and "default-timeout = 180" in conf
+    import tomllib
+
+    uv = tomllib.loads((out / "uv.toml").read_text())
+    assert uv == {"native-tls": True, "find-links": [f"{mount}/dirs/1"], "index-strategy": "unsafe-best-match",
+                  "extra-index-url": [f"file://{mount}/dirs/2", "https://mirror.example/simple"]}

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -66,7 +67,8 @@ def containers_conf(project_root: Path) -> Path:
 def cache_dirs(project_root: Path) -> dict[str, Path]:
     """Host directories that every scenario bind-mounts, so downloads survive containers and runs."""
     base = project_root / ".cache" / "testbed"
-    return {"pip": base / "pip", "apt": base / "apt", "debootstrap": base / "debootstrap"}
+    return {"pip": base / "pip", "uv": base / "uv", "apt": base / "apt", "debootstrap": base / "debootstrap",
+            "host-pip": base / "host-pip"}
 
 
 def test_env(project_root: Path) -> dict[str, str]:
@@ -240,12 +242,104 @@ def _configure_rootfs(rootfs: Path, ca_certs: Mapping[str, bytes]) -> None:
         leftover.unlink()
 
 
+# Where containers see the host's pip settings and the local directories they name.
+PIP_MOUNT = "/opt/llmfleet-testbed/pip"
+_PIP_LIST_KEYS = ("find-links", "extra-index-url", "index-url")
+_PIP_FILE_KEYS = ("constraint", "requirement")
+# The image trusts the host's CAs in the system bundle, so pip's `cert` points there.
+CONTAINER_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def host_pip_settings(python: str | None = None) -> dict[str, str]:
+    """This machine's effective pip settings (`pip config list`: files and PIP_* variables), key -> value."""
+    proc = subprocess.run([python or sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                          text=True, check=False)
+    settings: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^[^.=]+\.([^=]+)='(.*)'$", line.strip())
+        if match:
+            settings[match.group(1)] = match.group(2)
+    return settings
+
+
+def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
+    """Write pip.conf and uv.toml for the containers into `out`, from the host's pip settings.
+
+    Local directories and files the settings name (find-links, file:// indexes, constraints) are
+    hard-linked (or copied) under `out`, which scenarios mount read-only at PIP_MOUNT; URLs pass
+    through unchanged, so a mirror or proxy the host uses is what the containers use. Returns the
+    rewritten settings.
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    rewritten: dict[str, str] = {}
+    count = 0
+    for key, value in settings.items():
+        if key in _PIP_LIST_KEYS:
+            items = []
+            for item in value.split():
+                local = Path(item[len("file://"):] if item.startswith("file://") else item)
+                if item.startswith("file://") or (local.is_absolute() and local.exists()):
+                    if not local.exists():
+                        continue
+                    count += 1
+                    _link_tree(local, out / "dirs" / str(count))
+                    target = f"{PIP_MOUNT}/dirs/{count}"
+                    items.append(f"file://{target}" if item.startswith("file://") else target)
+                else:
+                    items.append(item)
+            if items:
+                rewritten[key] = " ".join(items)
+        elif key in _PIP_FILE_KEYS:
+            source = Path(value)
+            if source.is_file():
+                count += 1
+                (out / "files").mkdir(exist_ok=True)
+                shutil.copyfile(source, out / "files" / f"{count}-{source.name}")
+                rewritten[key] = f"{PIP_MOUNT}/files/{count}-{source.name}"
+        elif key == "cert":
+            rewritten[key] = CONTAINER_CA_BUNDLE
+        elif key not in ("user", "target", "prefix", "root", "cache-dir"):
+            rewritten[key] = value
+    lines = ["# From the test host's pip configuration (llmfleet testbed).", "[global]"]
+    lines += [f"{key} = {value}" for key, value in sorted(rewritten.items())]
+    (out / "pip.conf").write_text("\n".join(lines) + "\n")
+    (out / "uv.toml").write_text(_uv_toml(rewritten))
+    return rewritten
+
+
+def _uv_toml(settings: Mapping[str, str]) -> str:
+    """The same indexes for uv, which does not read pip.conf."""
+    lines = ["# From the test host's pip configuration (llmfleet testbed).", "native-tls = true"]
+    if "index-url" in settings:
+        lines.append(f"index-url = {json.dumps(settings['index-url'].split()[0])}")
+    for key in ("extra-index-url", "find-links"):
+        if key in settings:
+            lines.append(f"{key} = {json.dumps(settings[key].split())}")
+    if "extra-index-url" in settings:
+        # pip takes the best version across all indexes; uv's default would stop at the first index
+        # that has the package.
+        lines.append('index-strategy = "unsafe-best-match"')
+    return "\n".join(lines) + "\n"
+
+
+def _link_tree(source: Path, dest: Path) -> None:
+    """Copy a directory tree as hard links when possible (same filesystem), else as a copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["cp", "-al", str(source), str(dest)], capture_output=True, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(source, dest)
+
+
 def prepare(project_root: Path, suites: Iterable[str] = ("bookworm",), force: bool = False,
             log: Log = print) -> list[str]:
-    """Everything `molecule test` needs: host packages, cache directories, one image per suite."""
+    """Everything `molecule test` needs: host packages, cache directories, pip settings, images."""
     ensure_host_packages(log)
     for path in cache_dirs(project_root).values():
         path.mkdir(parents=True, exist_ok=True)
+    settings = stage_host_pip(host_pip_settings(), cache_dirs(project_root)["host-pip"])
+    log(f"host pip settings for the containers: {', '.join(sorted(settings)) or 'none'}")
     return [build_image(project_root, suite, force=force, log=log) for suite in suites]
 
 

@@ -1,0 +1,144 @@
+"""Filters that turn vllm_models into server instances: validated settings, arguments, environment.
+
+In Python so the rules are unit-tested (tests/test_vllm_filters.py) instead of spread over Jinja.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilization", "tensor_parallel_size",
+         "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Arguments the role sets itself; in extra_args they would silently fight the role's own.
+_OWNED = {"--model", "--host", "--port", "--served-model-name", "--api-key", "--max-model-len", "--dtype",
+          "--gpu-memory-utilization", "--tensor-parallel-size", "-tp", "--tool-call-parser",
+          "--enable-auto-tool-choice"}
+
+
+def instance_name(name: str) -> str:
+    """The systemd instance / launchd label suffix of a served name (vllm@<instance>)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def model_errors(models: Iterable[Any]) -> list[str]:
+    """Every problem in vllm_models, as messages naming the entry and the fix (empty when fine)."""
+    errors: list[str] = []
+    names: set[str] = set()
+    ports: dict[int, str] = {}
+    for index, entry in enumerate(models or []):
+        label = f"vllm_models[{index}]"
+        if not isinstance(entry, Mapping):
+            errors.append(f"{label} must be a mapping with name, model and port")
+            continue
+        name = entry.get("name")
+        label = f"vllm_models[{index}] ({name})" if name else label
+        unknown = set(entry) - _KEYS
+        if unknown:
+            errors.append(f"{label}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        if not isinstance(name, str) or not _NAME.match(name):
+            errors.append(f"{label}: name must be 1-64 letters, digits, '.', '_' or '-'")
+        elif instance_name(name) in names:
+            errors.append(f"{label}: name {name!r} is used twice")
+        else:
+            names.add(instance_name(name))
+        model = entry.get("model")
+        if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
+            errors.append(f"{label}: model must be a Hugging Face id or a path without spaces")
+        port = entry.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            errors.append(f"{label}: port must be a number 1-65535")
+        elif port in ports:
+            errors.append(f"{label}: port {port} is already used by {ports[port]}")
+        else:
+            ports[port] = str(name)
+        share = entry.get("gpu_memory_utilization")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
+            errors.append(f"{label}: gpu_memory_utilization must be a fraction in (0, 1]")
+        for key in ("max_model_len", "tensor_parallel_size"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                errors.append(f"{label}: {key} must be a positive whole number")
+        kv = entry.get("kv_cache_gb")
+        if kv is not None and (isinstance(kv, bool) or not isinstance(kv, (int, float)) or kv <= 0):
+            errors.append(f"{label}: kv_cache_gb must be a positive number")
+        extra = entry.get("extra_args", [])
+        if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
+            errors.append(f"{label}: extra_args must be a list of strings")
+        else:
+            clash = sorted({str(a).split("=", 1)[0] for a in extra} & _OWNED)
+            if clash:
+                errors.append(f"{label}: extra_args sets {clash}; use the entry's own keys instead")
+            if any(any(c.isspace() for c in str(a)) for a in extra):
+                errors.append(f"{label}: extra_args items must not contain spaces (one argument per item)")
+        env = entry.get("environment", {})
+        if not isinstance(env, Mapping):
+            errors.append(f"{label}: environment must be a mapping")
+        elif "VLLM_API_KEY" in env or "HF_TOKEN" in env:
+            errors.append(f"{label}: set api_key / vllm_hf_token instead of VLLM_API_KEY / HF_TOKEN in environment")
+    return errors
+
+
+def instances(models: Iterable[Mapping[str, Any]], host: str = "127.0.0.1", default_parser: str = "hermes",
+              default_max_model_len: int = 16384, default_dtype: str = "auto", api_key: str = "",
+              environment: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One server per served model: {name, instance, port, args (list), env (dict, secrets included)}."""
+    errors = model_errors(models)
+    if errors:
+        raise ValueError("; ".join(errors))
+    result = []
+    for entry in models or []:
+        args = ["--model", entry["model"], "--served-model-name", entry["name"], "--host", host,
+                "--port", str(entry["port"]),
+                "--max-model-len", str(entry.get("max_model_len", default_max_model_len)),
+                "--dtype", str(entry.get("dtype", default_dtype))]
+        if entry.get("gpu_memory_utilization") is not None:
+            args += ["--gpu-memory-utilization", str(entry["gpu_memory_utilization"])]
+        if entry.get("tensor_parallel_size"):
+            args += ["--tensor-parallel-size", str(entry["tensor_parallel_size"])]
+        parser = entry.get("tool_call_parser", default_parser)
+        if parser:
+            args += ["--enable-auto-tool-choice", "--tool-call-parser", str(parser)]
+        args += [str(a) for a in entry.get("extra_args", [])]
+        env = {str(k): str(v) for k, v in (environment or {}).items()}
+        env.update({str(k): str(v) for k, v in (entry.get("environment") or {}).items()})
+        if entry.get("kv_cache_gb") is not None:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(entry["kv_cache_gb"])
+        key = entry.get("api_key", api_key)
+        if key:
+            env["VLLM_API_KEY"] = str(key)
+        result.append({"name": entry["name"], "instance": instance_name(entry["name"]), "port": entry["port"],
+                       "args": args, "command_line": shlex.join(args), "env": env})
+    return result
+
+
+def unlisted(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """From registered /v1/models results, a message per server that does not list its served name.
+
+    Only names, ports and status codes go into the messages, never the request (it carries the key).
+    """
+    problems = []
+    for result in results or []:
+        item = result.get("item", {})
+        status = result.get("status", -1)
+        ids = [m.get("id") for m in (result.get("json") or {}).get("data", [])] if status == 200 else []
+        if status != 200:
+            problems.append(f"vllm@{item.get('instance')} answered /v1/models with {status}")
+        elif item.get("name") not in ids:
+            problems.append(f"vllm@{item.get('instance')} lists {ids}, not {item.get('name')}")
+    return problems
+
+
+class FilterModule:
+    """vLLM model filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "vllm_model_errors": model_errors,
+            "vllm_instances": instances,
+            "vllm_instance_name": instance_name,
+            "vllm_unlisted": unlisted,
+        }

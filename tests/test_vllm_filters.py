@@ -1,0 +1,82 @@
+"""The vllm role's model rules: validation messages, server arguments and environment."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "roles/vllm/filter_plugins/vllm_models.py"
+_spec = importlib.util.spec_from_file_location("vllm_models", _PATH)
+assert _spec and _spec.loader
+vm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(vm)
+
+GOOD = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000}
+
+
+def test_a_good_list_has_no_errors() -> None:
+    assert vm.model_errors([GOOD, {**GOOD, "name": "b", "port": 8001, "gpu_memory_utilization": 0.5}]) == []
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({**GOOD, "port": "8000"}, "port must be a number"),
+    ({**GOOD, "port": 70000}, "port must be a number"),
+    ({**GOOD, "name": "has space"}, "name must be"),
+    ({**GOOD, "model": "a b"}, "model must be"),
+    ({k: v for k, v in GOOD.items() if k != "model"}, "model must be"),
+    ({**GOOD, "gpu_memory_utilization": 1.5}, "fraction"),
+    ({**GOOD, "max_model_len": 0}, "max_model_len must be"),
+    ({**GOOD, "kv_cache_gb": -1}, "kv_cache_gb"),
+    ({**GOOD, "extra_args": ["--port", "9"]}, "extra_args sets ['--port']"),
+    ({**GOOD, "extra_args": ["--x y"]}, "must not contain spaces"),
+    ({**GOOD, "environment": {"VLLM_API_KEY": "k"}}, "set api_key"),
+    ({**GOOD, "gpu": 1}, "unknown keys ['gpu']"),
+    ("coder", "must be a mapping"),
+])
+def test_bad_entries_are_named_with_the_fix(entry: object, message: str) -> None:
+    errors = vm.model_errors([entry])
+    assert any(message in e for e in errors), errors
+    assert errors[0].startswith("vllm_models[0]")
+
+
+def test_duplicate_names_and_ports() -> None:
+    errors = vm.model_errors([GOOD, {**GOOD, "port": 8001}, {**GOOD, "name": "other"}])
+    assert any("used twice" in e for e in errors)
+    assert any("port 8000 is already used by coder" in e for e in errors)
+
+
+def test_instances_arguments_and_environment() -> None:
+    servers = vm.instances(
+        [{**GOOD, "gpu_memory_utilization": 0.8, "tensor_parallel_size": 2, "extra_args": ["--seed=1"]},
+         {"name": "tiny", "model": "/m", "port": 8001, "tool_call_parser": "", "api_key": "own",
+          "environment": {"X": 1}}],
+        host="0.0.0.0", api_key="shared", environment={"HF_HOME": "/h", "X": "0"})
+    coder, tiny = servers
+    assert coder["args"] == ["--model", "Qwen/Qwen2.5-Coder-7B-Instruct", "--served-model-name", "coder",
+                             "--host", "0.0.0.0", "--port", "8000", "--max-model-len", "16384", "--dtype", "auto",
+                             "--gpu-memory-utilization", "0.8", "--tensor-parallel-size", "2",
+                             "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--seed=1"]
+    assert coder["env"] == {"HF_HOME": "/h", "X": "0", "VLLM_API_KEY": "shared"}
+    assert "--enable-auto-tool-choice" not in tiny["args"]
+    assert tiny["env"] == {"HF_HOME": "/h", "X": "1", "VLLM_API_KEY": "own"}
+    assert vm.instances([{**GOOD, "api_key": ""}], api_key="shared")[0]["env"] == {}
+
+
+def test_instances_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="port must be"):
+        vm.instances([{**GOOD, "port": None}])
+
+
+def test_unlisted_reports_without_secrets() -> None:
+    results = [
+        {"item": {"name": "a", "instance": "a", "env": {"VLLM_API_KEY": "s3cret"}}, "status": 200,
+         "json": {"data": [{"id": "a"}]}},
+        {"item": {"name": "b", "instance": "b", "env": {"VLLM_API_KEY": "s3cret"}}, "status": 200,
+         "json": {"data": [{"id": "other"}]}},
+        {"item": {"name": "c", "instance": "c", "env": {"VLLM_API_KEY": "s3cret"}}, "status": 401},
+    ]
+    problems = vm.unlisted(results)
+    assert problems == ["vllm@b lists ['other'], not b", "vllm@c answered /v1/models with 401"]
+    assert not any("s3cret" in p for p in problems)

@@ -1,0 +1,67 @@
+"""The vllm role's service files as Ansible renders them: systemd units, env files, launchd plists.
+
+macOS cannot run here, so the plist is checked by parsing it with plistlib.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import plistlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = [
+    {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000, "api_key": 'k"ey<&>',
+     "extra_args": ["--enable-prefix-caching"]},
+    {"name": "tiny", "model": "/srv/models/tiny", "port": 8001, "tool_call_parser": "", "kv_cache_gb": 2},
+]
+
+
+def _render(tmp_path: Path, system: str, **extra: object) -> Path:
+    extravars = {"role": "vllm", "system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
+                 "out_dir": str(tmp_path), "items_var": "_vllm_instances", "vllm_models": MODELS,
+                 "llm_host_facts": {"type": "macos_arm64" if system == "Darwin" else "linux_cuda"},
+                 "vllm_hf_token": "hf_secret", **extra}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_FILTER_PLUGINS": str(ROOT / "roles/vllm/filter_plugins"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+                    str(ROOT / "tests/playbooks/render_role.yml"), "-e", json.dumps(extravars)],
+                   cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return tmp_path
+
+
+def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
+    out = _render(tmp_path, "Linux", templates=["etc/systemd/system/vllm@.service"],
+                  item_templates=["etc/vllm/instance.env"])
+    unit = (out / "vllm@.service").read_text()
+    assert "EnvironmentFile=/etc/vllm/%i.env" in unit
+    assert ("ExecStart=/opt/llmfleet/vllm/current/bin/python -m vllm.entrypoints.openai.api_server $VLLM_ARGS"
+            in unit)
+    coder = (out / "coder-instance.env").read_text().splitlines()
+    args = next(line for line in coder if line.startswith("VLLM_ARGS="))
+    assert args == ('VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
+                    '--port 8000 --max-model-len 16384 --dtype auto --enable-auto-tool-choice --tool-call-parser '
+                    'hermes --enable-prefix-caching"')
+    assert 'VLLM_API_KEY="k\\"ey<&>"' in coder and 'HF_TOKEN="hf_secret"' in coder
+    assert 'HF_HOME="/var/lib/vllm/huggingface"' in coder and 'VLLM_NO_USAGE_STATS="1"' in coder
+    tiny = (out / "tiny-instance.env").read_text()
+    assert "--tool-call-parser" not in tiny and 'VLLM_CPU_KVCACHE_SPACE="2"' in tiny
+    assert "VLLM_API_KEY" not in tiny
+
+
+def test_launchd_plists(tmp_path: Path) -> None:
+    out = _render(tmp_path, "Darwin", ansible_user="alice", item_templates=["Library/LaunchDaemons/vllm.plist"])
+    plist = plistlib.loads((out / "coder-vllm.plist").read_bytes())
+    assert plist["Label"] == "com.llmfleet.vllm.coder"
+    assert plist["ProgramArguments"][:3] == ["/opt/llmfleet/vllm/current/bin/python", "-m",
+                                             "vllm.entrypoints.openai.api_server"]
+    assert plist["ProgramArguments"][3:7] == ["--model", "Qwen/Qwen2.5-Coder-7B-Instruct", "--served-model-name",
+                                              "coder"]
+    assert plist["UserName"] == "alice"
+    env = plist["EnvironmentVariables"]
+    assert env["VLLM_API_KEY"] == 'k"ey<&>' and env["HF_HOME"] == "/Users/alice/.cache/huggingface"
+    assert plist["KeepAlive"] == {"SuccessfulExit": False}
