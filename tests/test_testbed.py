@@ -117,3 +117,17 @@ def test_host_pip_settings_are_staged_for_the_containers(tmp_path: Path) -> None
     uv = tomllib.loads((out / "uv.toml").read_text())
     assert uv == {"native-tls": True, "find-links": [f"{mount}/dirs/1"], "index-strategy": "unsafe-best-match",
                   "extra-index-url": [f"file://{mount}/dirs/2", "https://mirror.example/simple"]}
+
+
+def test_staging_again_keeps_the_mounted_directory(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "a.whl").write_bytes(b"a")
+    out = tmp_path / "out"
+    testbed.stage_host_pip({"find-links": str(wheels)}, out)
+    inode = out.stat().st_ino
+    testbed.stage_host_pip({"find-links": str(wheels)}, out)
+    assert out.stat().st_ino == inode, "an unchanged configuration must not replace the directory"
+    assert not (tmp_path / "out.new").exists()
+    testbed.stage_host_pip({"find-links": str(wheels), "default-timeout": "60"}, out)
+    assert "default-timeout = 60" in (out / "pip.conf").read_text()

@@ -270,6 +270,9 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
     through unchanged, so a mirror or proxy the host uses is what the containers use. Returns the
     rewritten settings.
     """
+    # Running containers bind-mount `out`: build beside it and replace it only when something
+    # changed, so a second `invoke test` never pulls the directory from under a running scenario.
+    final, out = out, out.with_name(out.name + ".new")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     rewritten: dict[str, str] = {}
@@ -305,7 +308,22 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
     lines += [f"{key} = {value}" for key, value in sorted(rewritten.items())]
     (out / "pip.conf").write_text("\n".join(lines) + "\n")
     (out / "uv.toml").write_text(_uv_toml(rewritten))
+    if final.is_dir() and _tree_listing(final) == _tree_listing(out):
+        shutil.rmtree(out)
+    else:
+        shutil.rmtree(final, ignore_errors=True)
+        out.rename(final)
     return rewritten
+
+
+def _tree_listing(root: Path) -> list[tuple[str, int, bytes]]:
+    """Relative path, size and (for the small config files) content of every file under root."""
+    listing = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            content = path.read_bytes() if path.suffix in (".conf", ".toml", ".txt") else b""
+            listing.append((str(path.relative_to(root)), path.stat().st_size, content))
+    return listing
 
 
 def _uv_toml(settings: Mapping[str, str]) -> str:
