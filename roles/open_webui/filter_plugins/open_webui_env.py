@@ -1,0 +1,80 @@
+"""Filters that write Open WebUI's environment files and check its connection lists.
+
+Kept in Python so quoting (systemd's EnvironmentFile and POSIX sh read quotes differently) and the
+connection rules are unit-tested in tests/test_open_webui_filters.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL = re.compile(r"^https?://[^\s;]+$")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def env_file(environment: Mapping[str, Any], dialect: str = "systemd") -> str:
+    """`NAME=value` lines, sorted, for systemd's EnvironmentFile= or for sh to source.
+
+    A None value leaves the variable out (that is how the inventory unsets a computed one). systemd
+    gets double quotes with `\\`, `"`, `$` and backquote escaped; sh gets single quotes, inside which
+    nothing expands. Newlines cannot be written safely for both readers and are refused.
+    """
+    if dialect not in ("systemd", "sh"):
+        raise ValueError(f"unknown environment file dialect {dialect!r}")
+    lines = []
+    for name in sorted(environment):
+        value = environment[name]
+        if value is None:
+            continue
+        if not _NAME.match(str(name)):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        text = _text(value)
+        if "\n" in text or "\r" in text or "\0" in text:
+            raise ValueError(f"the value of {name} contains a line break or NUL")
+        if dialect == "systemd":
+            quoted = '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
+        else:
+            quoted = "'" + text.replace("'", "'\\''") + "'"
+        lines.append(f"{name}={quoted}")
+    return "".join(line + "\n" for line in lines)
+
+
+def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[Any]) -> list[str]:
+    """What is wrong with open_webui_ollama_base_urls and open_webui_openai_connections (empty: fine).
+
+    Open WebUI joins both lists with `;`, so a URL may hold no `;` or whitespace; keys are matched to
+    URLs by position, so every OpenAI connection is a mapping with a url and an optional key.
+    """
+    errors = []
+    for url in ollama_urls or []:
+        if not isinstance(url, str) or not _URL.match(url):
+            errors.append(f"Ollama URL {url!r} must be http(s)://host[:port] without ';' or spaces")
+    for index, connection in enumerate(openai_connections or []):
+        if not isinstance(connection, Mapping) or set(connection) - {"url", "key"}:
+            errors.append(f"OpenAI connection #{index + 1} must be a mapping with url and key only")
+            continue
+        url = connection.get("url")
+        if not isinstance(url, str) or not _URL.match(url):
+            errors.append(f"OpenAI connection #{index + 1}: url {url!r} must be http(s)://... without ';' or spaces")
+        key = connection.get("key", "")
+        if not isinstance(key, str) or ";" in key:
+            errors.append(f"OpenAI connection #{index + 1}: key must be a string without ';'")
+    return errors
+
+
+class FilterModule:
+    """Open WebUI environment filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "open_webui_env_file": env_file,
+            "open_webui_connection_errors": connection_errors,
+        }
