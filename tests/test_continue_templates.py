@@ -117,3 +117,15 @@ def test_the_validator_reports_what_continue_drops_or_refuses(tmp_path: Path, co
     typo, bad = _continue_parses(config_yaml_prefix, tmp_path / "typo.yaml", tmp_path / "bad.yaml")
     assert typo["dropped"] == ["models.0.apibase"]
     assert "version" in bad["parseError"]
+
+
+def test_the_example_inventory_renders_a_config_continue_accepts(tmp_path: Path, config_yaml_prefix: Path) -> None:
+    laptops = yaml.safe_load((ROOT / "inventory/example/group_vars/dev_laptops/continue.yml").read_text())
+    out = _render(tmp_path, **laptops, continue_users=["alice"], vault_vllm_api_key="from-the-vault",
+                  llm_host_facts={"type": "macos_arm64", "ram_mb": 16384, "vram_mb": 0})
+    [result] = _continue_parses(config_yaml_prefix, out / "alice.yaml")
+    assert result["parseError"] is None and result["errors"] == [] and result["dropped"] == [], result
+    models = {m["name"]: m for m in result["config"]["models"]}
+    assert models["BGE reranker (team)"]["roles"] == ["rerank"]
+    assert models["BGE reranker (team)"]["apiKey"] == "from-the-vault"
+    assert models["qwen2.5-coder:7b-base (autocomplete)"]["apiBase"] == "http://localhost:11434"
