@@ -1,0 +1,67 @@
+"""The open_webui role's environment files and connection checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "roles/open_webui/filter_plugins/open_webui_env.py"
+_spec = importlib.util.spec_from_file_location("open_webui_env", _PATH)
+assert _spec and _spec.loader
+ow = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ow)
+
+TRICKY = {"A": 'say "hi" \\ $HOME `x`', "B": "it's", "C": True, "D": 3, "E": None}
+
+
+def test_systemd_dialect_escapes_and_sorts() -> None:
+    assert ow.env_file(TRICKY) == (
+        'A="say \\"hi\\" \\\\ \\$HOME \\`x\\`"\n'
+        'B="it\'s"\n'
+        'C="true"\n'
+        'D="3"\n'
+    )
+
+
+def test_sh_dialect_round_trips_through_sh(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    env.write_text(ow.env_file(TRICKY, "sh"))
+    out = subprocess.run(["sh", "-c", 'set -a; . "$1"; printf "%s|%s|%s|%s|%s" "$A" "$B" "$C" "$D" "${E-unset}"',
+                          "sh", str(env)], capture_output=True, text=True, check=True).stdout
+    assert out == 'say "hi" \\ $HOME `x`|it\'s|true|3|unset'
+
+
+@pytest.mark.parametrize("bad", [{"A": "two\nlines"}, {"1A": "x"}, {"A-B": "x"}])
+def test_unsafe_entries_are_refused(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ow.env_file(bad)
+
+
+def test_unknown_dialect() -> None:
+    with pytest.raises(ValueError):
+        ow.env_file({}, "fish")
+
+
+def test_good_connections() -> None:
+    assert ow.connection_errors(["http://127.0.0.1:11434", "https://gpu.lan:11434"],
+                                [{"url": "http://127.0.0.1:8000/v1", "key": "none"}, {"url": "http://x:8001/v1"}]) == []
+
+
+@pytest.mark.parametrize(("ollama", "openai", "fragment"), [
+    (["127.0.0.1:11434"], [], "Ollama URL '127.0.0.1:11434'"),
+    (["http://a;http://b"], [], "without ';'"),
+    ([], ["http://x/v1"], "#1 must be a mapping"),
+    ([], [{"url": "http://x/v1", "token": "t"}], "#1 must be a mapping"),
+    ([], [{"key": "k"}], "#1: url None"),
+    ([], [{"url": "http://x/v1", "key": "a;b"}], "#1: key must be a string without ';'"),
+])
+def test_bad_connections_are_named(ollama: list, openai: list, fragment: str) -> None:
+    errors = ow.connection_errors(ollama, openai)
+    assert any(fragment in error for error in errors), errors
+
+
+def test_a_key_is_never_in_an_error() -> None:
+    assert not any("s3cr3t" in e for e in ow.connection_errors([], [{"url": "bad", "key": "s3cr3t;x"}]))
