@@ -104,7 +104,7 @@ def test_host_pip_settings_are_staged_for_the_containers(tmp_path: Path) -> None
     rewritten = testbed.stage_host_pip(settings, out)
     mount = testbed.PIP_MOUNT
     assert rewritten["find-links"] == f"{mount}/dirs/1"
-    assert rewritten["extra-index-url"] == f"file://{mount}/dirs/2 https://mirror.example/simple"
+    assert rewritten["extra-index-url"] == f"file://{mount}/dirs/2/simple https://mirror.example/simple"
     assert rewritten["constraint"] == f"{mount}/files/3-constraints.txt"
     assert rewritten["cert"] == testbed.CONTAINER_CA_BUNDLE
     assert "cache-dir" not in rewritten
@@ -115,8 +115,8 @@ def test_host_pip_settings_are_staged_for_the_containers(tmp_path: Path) -> None
     import tomllib
 
     uv = tomllib.loads((out / "uv.toml").read_text())
-    assert uv == {"native-tls": True, "find-links": [f"{mount}/dirs/1"], "index-strategy": "unsafe-best-match",
-                  "extra-index-url": [f"file://{mount}/dirs/2", "https://mirror.example/simple"]}
+    assert uv == {"system-certs": True, "find-links": [f"{mount}/dirs/1"], "index-strategy": "unsafe-best-match",
+                  "extra-index-url": [f"file://{mount}/dirs/2/simple", "https://mirror.example/simple"]}
 
 
 def test_staging_again_keeps_the_mounted_directory(tmp_path: Path) -> None:

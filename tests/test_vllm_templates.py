@@ -39,11 +39,11 @@ def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
                   item_templates=["etc/vllm/instance.env"])
     unit = (out / "vllm@.service").read_text()
     assert "EnvironmentFile=/etc/vllm/%i.env" in unit
-    assert ("ExecStart=/opt/llmfleet/vllm/current/bin/python -m vllm.entrypoints.openai.api_server $VLLM_ARGS"
+    assert ("ExecStart=/opt/llmfleet/vllm/current/bin/python -m vllm.entrypoints.openai.api_server $LLMFLEET_VLLM_ARGS"
             in unit)
     coder = (out / "coder-instance.env").read_text().splitlines()
-    args = next(line for line in coder if line.startswith("VLLM_ARGS="))
-    assert args == ('VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
+    args = next(line for line in coder if line.startswith("LLMFLEET_VLLM_ARGS="))
+    assert args == ('LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
                     '--port 8000 --max-model-len 16384 --dtype auto --enable-auto-tool-choice --tool-call-parser '
                     'hermes --enable-prefix-caching"')
     assert 'VLLM_API_KEY="k\\"ey<&>"' in coder and 'HF_TOKEN="hf_secret"' in coder

@@ -286,8 +286,14 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
                     if not local.exists():
                         continue
                     count += 1
-                    _link_tree(local, out / "dirs" / str(count))
-                    target = f"{PIP_MOUNT}/dirs/{count}"
+                    if item.startswith("file://"):
+                        # A file index's pages link to their files relatively (../../files/...):
+                        # bring the directory around the index along.
+                        _link_tree(local.parent, out / "dirs" / str(count))
+                        target = f"{PIP_MOUNT}/dirs/{count}/{local.name}"
+                    else:
+                        _link_tree(local, out / "dirs" / str(count))
+                        target = f"{PIP_MOUNT}/dirs/{count}"
                     items.append(f"file://{target}" if item.startswith("file://") else target)
                 else:
                     items.append(item)
@@ -328,7 +334,7 @@ def _tree_listing(root: Path) -> list[tuple[str, int, bytes]]:
 
 def _uv_toml(settings: Mapping[str, str]) -> str:
     """The same indexes for uv, which does not read pip.conf."""
-    lines = ["# From the test host's pip configuration (llmfleet testbed).", "native-tls = true"]
+    lines = ["# From the test host's pip configuration (llmfleet testbed).", "system-certs = true"]
     if "index-url" in settings:
         lines.append(f"index-url = {json.dumps(settings['index-url'].split()[0])}")
     for key in ("extra-index-url", "find-links"):
