@@ -272,9 +272,10 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
     """
     # Running containers bind-mount `out`: build beside it and replace it only when something
     # changed, so a second `invoke test` never pulls the directory from under a running scenario.
-    final, out = out, out.with_name(out.name + ".new")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    final = out
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # A private staging directory: two `invoke test` runs may stage at the same time.
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     rewritten: dict[str, str] = {}
     count = 0
     for key, value in settings.items():
@@ -314,11 +315,16 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
     lines += [f"{key} = {value}" for key, value in sorted(rewritten.items())]
     (out / "pip.conf").write_text("\n".join(lines) + "\n")
     (out / "uv.toml").write_text(_uv_toml(rewritten))
+    out.chmod(0o755)
     if final.is_dir() and _tree_listing(final) == _tree_listing(out):
         shutil.rmtree(out)
-    else:
-        shutil.rmtree(final, ignore_errors=True)
+        return rewritten
+    shutil.rmtree(final, ignore_errors=True)
+    try:
         out.rename(final)
+    except OSError:
+        # Another run put its (identical) copy in place first.
+        shutil.rmtree(out, ignore_errors=True)
     return rewritten
 
 
