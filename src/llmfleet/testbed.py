@@ -272,7 +272,7 @@ def stage_host_pip(settings: Mapping[str, str], out: Path) -> dict[str, str]:
     """
     # Running containers bind-mount `out`: build beside it and replace it only when something
     # changed, so a second `invoke test` never pulls the directory from under a running scenario.
-    final = out
+    final = out.absolute()
     final.parent.mkdir(parents=True, exist_ok=True)
     # A private staging directory: two `invoke test` runs may stage at the same time.
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
