@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from rendering import render
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR = ROOT / "molecule/continue/files/validate-config.mjs"
@@ -43,15 +42,7 @@ TEAM_USER = {
 
 
 def _render(tmp_path: Path, **extra: Any) -> Path:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FILTER_PLUGINS": str(ROOT / "roles/continue/filter_plugins"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-         str(ROOT / "tests/playbooks/render_continue.yml"), "-e", json.dumps({"out_dir": str(tmp_path), **extra})],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )
-    return tmp_path
+    return render("render_continue.yml", tmp_path, filters_of="continue", **extra)
 
 
 @pytest.fixture(scope="session")

@@ -5,28 +5,17 @@ macOS cannot run here, so the plist is checked by parsing it the way launchd's t
 
 from __future__ import annotations
 
-import json
-import os
 import plistlib
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from rendering import render
+
 PLIST = "Library/LaunchDaemons/com.llmfleet.ollama.plist"
 
 
 def _render(tmp_path: Path, system: str, templates: list[str], **extra: object) -> Path:
-    extravars = {"system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
-                 "out_dir": str(tmp_path), "templates": templates, **extra}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-         str(ROOT / "tests/playbooks/render_ollama.yml"), "-e", json.dumps(extravars)],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )
-    return tmp_path
+    return render("render_ollama.yml", tmp_path, system=system,
+                  architecture="arm64" if system == "Darwin" else "x86_64", templates=templates, **extra)
 
 
 def test_launchd_plist_carries_the_environment(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ and the wrapper by letting sh source the secrets file it reads.
 from __future__ import annotations
 
 import json
-import os
 import plistlib
 import subprocess
-import sys
 from pathlib import Path
+
+from rendering import render
 
 ROOT = Path(__file__).resolve().parents[1]
 PLIST = "Library/LaunchDaemons/com.llmfleet.open-webui.plist"
@@ -22,17 +22,9 @@ SECRETS = "etc/open-webui/secrets.env"
 
 
 def _render(tmp_path: Path, system: str, templates: list[str], host_type: str = "linux_cpu", **extra: object) -> Path:
-    extravars = {"system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
-                 "host_type": host_type, "out_dir": str(tmp_path), "templates": templates, **extra}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FILTER_PLUGINS": str(ROOT / "roles/open_webui/filter_plugins"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-         str(ROOT / "tests/playbooks/render_open_webui.yml"), "-e", json.dumps(extravars)],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )
-    return tmp_path
+    return render("render_open_webui.yml", tmp_path, filters_of="open_webui", system=system,
+                  architecture="arm64" if system == "Darwin" else "x86_64", host_type=host_type,
+                  templates=templates, **extra)
 
 
 def _systemd_env(path: Path) -> dict[str, str]:

@@ -5,14 +5,11 @@ macOS cannot run here, so the plist is checked by parsing it with plistlib.
 
 from __future__ import annotations
 
-import json
-import os
 import plistlib
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from rendering import render
+
 MODELS = [
     {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000, "api_key": 'k"ey<&>',
      "extra_args": ["--enable-prefix-caching"]},
@@ -21,17 +18,11 @@ MODELS = [
 
 
 def _render(tmp_path: Path, system: str, **extra: object) -> Path:
-    extravars = {"role": "vllm", "system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
-                 "out_dir": str(tmp_path), "items_var": "_vllm_instances", "vllm_models": MODELS,
-                 "llm_host_facts": {"type": "macos_arm64" if system == "Darwin" else "linux_cuda"},
-                 "vllm_hf_token": "hf_secret", **extra}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FILTER_PLUGINS": str(ROOT / "roles/vllm/filter_plugins"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-                    str(ROOT / "tests/playbooks/render_role.yml"), "-e", json.dumps(extravars)],
-                   cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return tmp_path
+    return render("render_role.yml", tmp_path, filters_of="vllm", **{
+        "role": "vllm", "system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
+        "items_var": "_vllm_instances", "vllm_models": MODELS,
+        "llm_host_facts": {"type": "macos_arm64" if system == "Darwin" else "linux_cuda"},
+        "vllm_hf_token": "hf_secret", **extra})
 
 
 def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
