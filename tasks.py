@@ -67,6 +67,40 @@ def provision(
         raise Exit(code=int(result.exit_code))
 
 
+@task(
+    iterable=["tags", "extra_vars"],
+    help={
+        "host": "Check only this inventory host.",
+        "group": "Check only this inventory group.",
+        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+        "tags": "Check only tasks with these tags (repeatable, or comma-separated).",
+        "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable.",
+        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
+        "playbook": "Playbook name in playbooks/ or a path (default: site).",
+    },
+)
+def drift(
+    c: Context,
+    host: str | None = None,
+    group: str | None = None,
+    inventory: str | None = None,
+    tags: list[str] | None = None,
+    extra_vars: list[str] | None = None,
+    vault_password_file: str | None = None,
+    playbook: str = "site",
+) -> None:
+    """Report what a provision run would change, per host; exit 2 on drift, 0 when clean."""
+    try:
+        _, code = cli.drift(
+            PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, tags=tags or [],
+            extra_vars=extra_vars or [], vault_password_file=vault_password_file, console=console,
+        )
+    except (cli.UsageError, FileNotFoundError) as error:
+        raise Exit(f"drift: {error}", code=64) from error
+    if code:
+        raise Exit(code=int(code))
+
+
 @task
 def lint(c: Context) -> None:
     """yamllint and ansible-lint (production profile) over the whole project."""
@@ -131,5 +165,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, lint, test, docs)
+ns = Collection(provision, drift, lint, test, docs)
 ns.add_task(testbed_, name="testbed")

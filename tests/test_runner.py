@@ -30,30 +30,6 @@ PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 LOCAL_HOST = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
 
 
-@pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    """A project root whose ansible.cfg sets a telltale timeout (7) that playbooks can check."""
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "ansible.cfg").write_text(
-        "[defaults]\ntimeout = 7\nretry_files_enabled = false\nhost_key_checking = false\n"
-    )
-    return root
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path) -> Path:
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    """Where test playbooks write files."""
-    path = tmp_path / "out"
-    path.mkdir()
-    return path
-
-
 def write_inventory(directory: Path, hosts: dict[str, dict[str, Any]]) -> Path:
     """An inventory directory with hosts.yml listing `hosts` (name -> host vars) under `all`."""
     directory.mkdir(parents=True, exist_ok=True)

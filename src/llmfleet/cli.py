@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from llmfleet.drift import drift_exit, render_drift
 from llmfleet.progress import make_reporter
 from llmfleet.project import Project
-from llmfleet.report import RunResult, render_summary
+from llmfleet.report import ExitCode, RunResult, render_summary
 from llmfleet.runner import RunRequest, run_playbook
 
 SECRET_ENV_PREFIX = "LLMFLEET_SECRET_"
@@ -107,6 +108,14 @@ def provision(
                           reporter=make_reporter(console))
     render_summary(result, console)
     return result
+
+
+def drift(project: Project, *, console: Console | None = None, **options: Any) -> tuple[RunResult, ExitCode]:
+    """A check+diff run of the playbook, reported as drift per host; returns the run and the exit code."""
+    console = console or Console()
+    result = provision(project, check=True, diff=True, console=console, **options)
+    render_drift(result, console)
+    return result, drift_exit(result)[0]
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...]:

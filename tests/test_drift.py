@@ -1,0 +1,60 @@
+"""`invoke drift` on real ansible-runner check+diff runs: report, exit codes, nothing applied."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from llmfleet.drift import drift_exit, render_drift, short_diff
+from llmfleet.report import ExitCode
+from test_runner import LOCAL_HOST, run, write_inventory
+
+
+@pytest.fixture
+def localhost(tmp_path: Path) -> Path:
+    return write_inventory(tmp_path / "inv", {"localhost": LOCAL_HOST})
+
+
+def _report(result: object) -> str:
+    out = io.StringIO()
+    render_drift(result, Console(file=out, width=200, color_system=None))  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_drift_is_reported_per_task_with_a_short_diff(localhost: Path, project_dir: Path, runs_dir: Path,
+                                                      out_dir: Path) -> None:
+    (out_dir / "config.txt").write_text("old content\n")
+    (out_dir / "same.txt").write_text("same\n")
+    result = run("diff", localhost, project_dir, runs_dir, check=True, diff=True, extravars={"out_dir": str(out_dir)})
+    assert drift_exit(result) == (ExitCode.CHANGES, "drift on localhost")
+    report = _report(result)
+    assert "localhost: 2 task(s) would change" in report
+    assert "- Config file content" in report and "- Files per item" in report
+    assert "-old content" in report and "+new content" in report
+    assert "+other" in report
+    assert "Drift exit code 2: drift on localhost" in report
+    assert (out_dir / "config.txt").read_text() == "old content\n", "a drift check must not repair"
+
+
+def test_a_clean_host_exits_0(localhost: Path, project_dir: Path, runs_dir: Path) -> None:
+    result = run("clean", localhost, project_dir, runs_dir, check=True, diff=True)
+    assert drift_exit(result) == (ExitCode.OK, "no drift on 1 host(s)")
+    assert "localhost: no drift" in _report(result)
+
+
+def test_a_failed_check_is_not_called_clean(localhost: Path, project_dir: Path, runs_dir: Path) -> None:
+    result = run("broken_check", localhost, project_dir, runs_dir, check=True, diff=True)
+    code, reason = drift_exit(result)
+    assert code == ExitCode.FAILED and "failed on localhost" in reason
+
+
+def test_short_diff_of_attributes_and_long_texts() -> None:
+    attrs = short_diff({"before": {"path": "/x", "mode": "0644", "state": "file"},
+                        "after": {"path": "/x", "mode": "0600", "state": "file"}, "before_header": "/x"})
+    assert attrs == ["@@ /x", "  mode: '0644' -> '0600'"]
+    long = short_diff({"before": "".join(f"{i}\n" for i in range(50)), "after": ""}, limit=5)
+    assert len(long) == 6 and long[-1].startswith("... ") and long[-1].endswith("more line(s)")
+    assert short_diff({}) == []
