@@ -359,3 +359,10 @@ def test_missing_inventory_is_refused_before_running(project_dir: Path, runs_dir
     with pytest.raises(FileNotFoundError, match="inventory"):
         run_playbook(request, project_dir=project_dir, runs_dir=runs_dir)
     assert not runs_dir.exists()
+
+
+def test_set_stats_data_reaches_the_result_and_summary(two_hosts: Path, project_dir: Path, runs_dir: Path) -> None:
+    result = run("stats", two_hosts, project_dir, runs_dir)
+    assert result.custom_stats == {"report": {"h2": {"ok": True, "n": 3}, "localhost": {"ok": True, "n": 3}}}
+    summary = json.loads((result.artifact_dir / "summary.json").read_text())
+    assert summary["custom_stats"] == result.custom_stats

@@ -64,6 +64,8 @@ class RunTracker:
         self.hosts: dict[str, HostState] = {}
         self.changes: list[Change] = []
         self.recap: dict[str, HostStats] | None = None
+        # What plays reported with set_stats (ansible-runner's artifact_data), e.g. the status playbook.
+        self.custom_stats: dict[str, Any] = {}
         self._failures: list[Failure] = []
 
     def feed(self, event: Mapping[str, Any]) -> Note | None:
@@ -77,6 +79,7 @@ class RunTracker:
             return Note("task", task)
         if kind == "playbook_on_stats":
             self.recap = _recap(data)
+            self.custom_stats = dict(data.get("artifact_data") or {})
             return None
         host = str(data.get("host") or "")
         if not host:

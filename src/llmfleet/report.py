@@ -18,7 +18,7 @@ includes `changed` and `ignored` results, and a failure caught by a `rescue:` bl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
@@ -87,6 +87,7 @@ class RunResult:
     artifact_dir: Path
     started: datetime
     finished: datetime
+    custom_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -125,6 +126,7 @@ class RunResult:
             "hosts": {host: asdict(stats) for host, stats in sorted(self.hosts.items())},
             "failures": [asdict(f) for f in self.failures],
             "changes": [{"host": c.host, "task": c.task, "diffs": list(c.diffs)} for c in self.changes],
+            "custom_stats": self.custom_stats,
         }
 
 

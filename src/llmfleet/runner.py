@@ -172,6 +172,7 @@ def run_playbook(
         artifact_dir=artifact_dir,
         started=started,
         finished=datetime.now(UTC),
+        custom_stats=tracker.custom_stats,
     )
     summary = {"request": request.to_record(), "ansible_core": ansible_version, **result.to_dict()}
     (artifact_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
