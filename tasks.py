@@ -101,6 +101,31 @@ def drift(
         raise Exit(code=int(code))
 
 
+@task(
+    help={
+        "host": "Only this inventory host.",
+        "group": "Only this inventory group.",
+        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
+    },
+)
+def status(
+    c: Context,
+    host: str | None = None,
+    group: str | None = None,
+    inventory: str | None = None,
+    vault_password_file: str | None = None,
+) -> None:
+    """Per host: services, installed vs pinned versions, models present vs declared (changes nothing)."""
+    try:
+        _, code = cli.status(PROJECT, inventory=inventory, host=host, group=group,
+                             vault_password_file=vault_password_file, console=console)
+    except (cli.UsageError, FileNotFoundError) as error:
+        raise Exit(f"status: {error}", code=64) from error
+    if code:
+        raise Exit(code=int(code))
+
+
 @task
 def lint(c: Context) -> None:
     """yamllint and ansible-lint (production profile) over the whole project."""
@@ -165,5 +190,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, drift, lint, test, docs)
+ns = Collection(provision, drift, status, lint, test, docs)
 ns.add_task(testbed_, name="testbed")

@@ -20,6 +20,7 @@ from llmfleet.progress import make_reporter
 from llmfleet.project import Project
 from llmfleet.report import ExitCode, RunResult, render_summary
 from llmfleet.runner import RunRequest, run_playbook
+from llmfleet.status import render_status
 
 SECRET_ENV_PREFIX = "LLMFLEET_SECRET_"
 
@@ -116,6 +117,20 @@ def drift(project: Project, *, console: Console | None = None, **options: Any) -
     result = provision(project, check=True, diff=True, console=console, **options)
     render_drift(result, console)
     return result, drift_exit(result)[0]
+
+
+def status(project: Project, *, console: Console | None = None, **options: Any) -> tuple[RunResult, ExitCode]:
+    """Run playbooks/status.yml (read-only) and print each host's services, versions and models.
+
+    Exit code: the run's own when a host failed or was unreachable, else 2 when a host differs from
+    its inventory (a version not yet applied, a stopped service, a missing model), else 0.
+    """
+    console = console or Console()
+    result = provision(project, playbook="status", console=console, **options)
+    clean = render_status(result.custom_stats.get("llmfleet_status") or {}, console)
+    if result.exit_code != ExitCode.OK:
+        return result, result.exit_code
+    return result, ExitCode.OK if clean else ExitCode.CHANGES
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...]:

@@ -1,0 +1,63 @@
+"""`invoke status`: the report built from playbooks/status.yml's per-host data."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from llmfleet.report import ExitCode
+from llmfleet.status import render_status, status_rows
+from test_runner import LOCAL_HOST, run, write_inventory
+
+SERVER = {
+    "type": "linux_cuda",
+    "services": {"ollama": "running", "open-webui": "stopped", "vllm@coder": "running"},
+    "versions": {"ollama": {"installed": "0.32.15", "pinned": "0.32.16"},
+                 "open_webui": {"installed": "0.12.4", "pinned": "0.12.4"},
+                 "vllm": {"installed": "0.33.0", "pinned": "0.33.0"}},
+    "models": {"declared": ["qwen3:8b", "llama3.2:latest"], "present": ["qwen3:8b"], "missing": ["llama3.2:latest"],
+               "skipped": []},
+}
+LAPTOP = {
+    "type": "macos_arm64", "services": {},
+    "versions": {"ollama": {"installed": "0.32.15", "pinned": "0.32.15"}, "open_webui": {}, "vllm": {}},
+    "models": {"declared": ["qwen3:8b", "qwen3:30b"], "present": ["qwen3:8b"], "missing": [], "skipped": ["qwen3:30b"]},
+}
+
+
+def _render(status: dict) -> tuple[bool, str]:
+    out = io.StringIO()
+    clean = render_status(status, Console(file=out, width=200, color_system=None))
+    return clean, out.getvalue()
+
+
+def test_rows_compare_installed_with_pinned_and_name_stopped_services() -> None:
+    assert status_rows({"team-gpu": SERVER}) == [
+        ("team-gpu", "ollama", "running", "0.32.15", "0.32.16", "pinned 0.32.16: run provision"),
+        ("team-gpu", "open_webui", "stopped", "0.12.4", "0.12.4", "not running"),
+        ("team-gpu", "vllm", "vllm@coder: running", "0.33.0", "0.33.0", ""),
+    ]
+
+
+def test_a_host_that_matches_its_inventory_is_clean() -> None:
+    clean, text = _render({"alice-mbp": LAPTOP})
+    assert clean
+    assert "alice-mbp: 1 model(s) present, 2 declared; skipped (too big for this host) qwen3:30b" in text
+
+
+def test_differences_are_reported() -> None:
+    clean, text = _render({"team-gpu": SERVER, "alice-mbp": LAPTOP})
+    assert not clean
+    assert "missing llama3.2:latest" in text and "pinned 0.32.16: run provision" in text
+
+
+def test_status_playbook_reports_a_bare_host(tmp_path: Path, project_dir: Path, runs_dir: Path) -> None:
+    inventory = write_inventory(tmp_path / "inv", {"localhost": {**LOCAL_HOST, "ansible_become": False}})
+    playbook = Path(__file__).resolve().parents[1] / "playbooks/status.yml"
+    result = run(str(playbook.with_suffix("")), inventory, project_dir, runs_dir)
+    assert result.exit_code == ExitCode.OK
+    report = result.custom_stats["llmfleet_status"]["localhost"]
+    assert report["versions"]["ollama"]["pinned"] == "0.32.15"
+    assert set(report) == {"type", "services", "versions", "models"}
