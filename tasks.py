@@ -6,6 +6,7 @@ Thin on purpose: each task parses its options and calls the llmfleet package.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 
 from invoke import Collection, Context, Exit, task
 from rich.console import Console
@@ -17,6 +18,27 @@ from llmfleet.project import Project
 PROJECT = Project.find()
 console = Console()
 
+# Options several tasks share, with one wording.
+_HELP = {
+    "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+    "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
+    "playbook": "Playbook name in playbooks/ or a path (default: site).",
+}
+_LINT_STEPS = [
+    ("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
+    ("ansible-lint", [cli.venv_tool("ansible-lint")]),
+]
+
+
+def _exit_with(name: str, run: Callable[[], int]) -> None:
+    """Run a command; bad options exit 64 with the reason, any other non-zero code is the task's."""
+    try:
+        code = run()
+    except (cli.UsageError, FileNotFoundError) as error:
+        raise Exit(f"{name}: {error}", code=64) from error
+    if code:
+        raise Exit(code=int(code))
+
 
 @task(
     iterable=["tags", "skip_tags", "extra_vars", "secret"],
@@ -24,15 +46,15 @@ console = Console()
     help={
         "host": "Provision only this inventory host.",
         "group": "Provision only this inventory group.",
-        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+        "inventory": _HELP["inventory"],
         "check": "Dry run: report what would change, change nothing.",
         "diff": "Show the differences in changed files and templates.",
         "tags": "Run only tasks with these tags (repeatable, or comma-separated).",
         "skip_tags": "Skip tasks with these tags (repeatable, or comma-separated).",
         "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable. Not for secrets: see --secret.",
         "secret": "Secret variable NAME, read from $LLMFLEET_SECRET_<NAME> or asked for; never on disk or argv.",
-        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
-        "playbook": "Playbook name in playbooks/ or a path (default: site).",
+        "vault_password_file": _HELP["vault_password_file"],
+        "playbook": _HELP["playbook"],
         "forks": "Hosts worked on in parallel (default 0: ansible.cfg's forks).",
         "verbose": "More ansible output in the run's artifacts (-v, -vv, ...).",
     },
@@ -54,17 +76,12 @@ def provision(
     verbose: int = 0,
 ) -> None:
     """Provision hosts (default: this machine) with live progress and a per-host summary."""
-    try:
-        result = cli.provision(
-            PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, check=check,
-            diff=diff, tags=tags or [], skip_tags=skip_tags or [], extra_vars=extra_vars or [],
-            secrets=secret or [], vault_password_file=vault_password_file, forks=forks or None,
-            verbose=verbose, console=console,
-        )
-    except (cli.UsageError, FileNotFoundError) as error:
-        raise Exit(f"provision: {error}", code=64) from error
-    if result.exit_code:
-        raise Exit(code=int(result.exit_code))
+    _exit_with("provision", lambda: cli.provision(
+        PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, check=check,
+        diff=diff, tags=tags or [], skip_tags=skip_tags or [], extra_vars=extra_vars or [],
+        secrets=secret or [], vault_password_file=vault_password_file, forks=forks or None,
+        verbose=verbose, console=console,
+    ).exit_code)
 
 
 @task(
@@ -72,11 +89,11 @@ def provision(
     help={
         "host": "Check only this inventory host.",
         "group": "Check only this inventory group.",
-        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
+        "inventory": _HELP["inventory"],
         "tags": "Check only tasks with these tags (repeatable, or comma-separated).",
         "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable.",
-        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
-        "playbook": "Playbook name in playbooks/ or a path (default: site).",
+        "vault_password_file": _HELP["vault_password_file"],
+        "playbook": _HELP["playbook"],
     },
 )
 def drift(
@@ -90,23 +107,18 @@ def drift(
     playbook: str = "site",
 ) -> None:
     """Report what a provision run would change, per host; exit 2 on drift, 0 when clean."""
-    try:
-        _, code = cli.drift(
-            PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, tags=tags or [],
-            extra_vars=extra_vars or [], vault_password_file=vault_password_file, console=console,
-        )
-    except (cli.UsageError, FileNotFoundError) as error:
-        raise Exit(f"drift: {error}", code=64) from error
-    if code:
-        raise Exit(code=int(code))
+    _exit_with("drift", lambda: cli.drift(
+        PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, tags=tags or [],
+        extra_vars=extra_vars or [], vault_password_file=vault_password_file, console=console,
+    )[1])
 
 
 @task(
     help={
         "host": "Only this inventory host.",
         "group": "Only this inventory group.",
-        "inventory": "Inventory file or directory (default: inventory/local, this machine).",
-        "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
+        "inventory": _HELP["inventory"],
+        "vault_password_file": _HELP["vault_password_file"],
     },
 )
 def status(
@@ -117,22 +129,14 @@ def status(
     vault_password_file: str | None = None,
 ) -> None:
     """Per host: services, installed vs pinned versions, models present vs declared (changes nothing)."""
-    try:
-        _, code = cli.status(PROJECT, inventory=inventory, host=host, group=group,
-                             vault_password_file=vault_password_file, console=console)
-    except (cli.UsageError, FileNotFoundError) as error:
-        raise Exit(f"status: {error}", code=64) from error
-    if code:
-        raise Exit(code=int(code))
+    _exit_with("status", lambda: cli.status(PROJECT, inventory=inventory, host=host, group=group,
+                                            vault_password_file=vault_password_file, console=console)[1])
 
 
 @task
 def lint(c: Context) -> None:
     """yamllint and ansible-lint (production profile) over the whole project."""
-    _stages([
-        ("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
-        ("ansible-lint", [cli.venv_tool("ansible-lint")]),
-    ])
+    _stages(_LINT_STEPS)
 
 
 @task(help={"check": "Only check the READMEs are current; exit 1 when not."})
@@ -167,8 +171,7 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     """Everything CI runs: lint, unit tests, then each molecule scenario in containers."""
     steps = []
     if lint:
-        steps += [("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
-                  ("ansible-lint", [cli.venv_tool("ansible-lint")])]
+        steps += _LINT_STEPS
     if unit:
         steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q"]))
     _stages(steps)

@@ -14,7 +14,7 @@ PLIST = "Library/LaunchDaemons/com.llmfleet.ollama.plist"
 
 
 def _render(tmp_path: Path, system: str, templates: list[str], **extra: object) -> Path:
-    return render("render_ollama.yml", tmp_path, system=system,
+    return render("render_role.yml", tmp_path, role="ollama", system=system,
                   architecture="arm64" if system == "Darwin" else "x86_64", templates=templates, **extra)
 
 
