@@ -65,3 +65,24 @@ def test_bad_connections_are_named(ollama: list, openai: list, fragment: str) ->
 
 def test_a_key_is_never_in_an_error() -> None:
     assert not any("s3cr3t" in e for e in ow.connection_errors([], [{"url": "bad", "key": "s3cr3t;x"}]))
+
+
+MODELS = [{"name": "coder", "port": 8001, "api_key": "k-coder"}, {"name": "rerank", "port": 8002}]
+
+
+@pytest.mark.parametrize(("enabled", "host_type", "served"), [
+    ("auto", "linux_cuda", True), ("auto", "macos_arm64", True), ("auto", "linux_cpu", False),
+    (True, "linux_cpu", True), ("true", "linux_cpu", True), (False, "linux_cuda", False),
+])
+def test_vllm_connections_follow_the_vllm_roles_rule(enabled: object, host_type: str, served: bool) -> None:
+    connections = ow.vllm_connections(MODELS, enabled, host_type, "k-all")
+    assert bool(connections) is served
+
+
+def test_vllm_connections_carry_each_servers_key() -> None:
+    assert ow.vllm_connections(MODELS, True, "linux_cpu", "k-all") == [
+        {"url": "http://127.0.0.1:8001/v1", "key": "k-coder"},
+        {"url": "http://127.0.0.1:8002/v1", "key": "k-all"},
+    ]
+    assert ow.vllm_connections([], True, "linux_cuda", "") == []
+    assert ow.connection_errors([], ow.vllm_connections(MODELS, True, "linux_cpu", "")) == []

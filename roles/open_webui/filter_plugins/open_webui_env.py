@@ -70,6 +70,28 @@ def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[A
     return errors
 
 
+def vllm_connections(vllm_models: Iterable[Any], enabled: Any = "auto", host_type: str = "",
+                     api_key: str = "") -> list[dict[str, str]]:
+    """OpenAI connections to the vLLM servers the vllm role runs on this host, one per served model.
+
+    Mirrors the vllm role's rule for when it serves: `vllm_enabled` true, or "auto" on linux_cuda and
+    macos_arm64 hosts. Each connection carries the entry's api_key, else the role-wide key.
+    """
+    if isinstance(enabled, str) and enabled.lower() == "auto":
+        serving = host_type in ("linux_cuda", "macos_arm64")
+    else:
+        serving = str(enabled).lower() in ("true", "yes", "on", "1")
+    if not serving:
+        return []
+    connections = []
+    for entry in vllm_models or []:
+        if not isinstance(entry, Mapping) or "port" not in entry:
+            continue  # the vllm role's own checks name a broken entry
+        key = entry.get("api_key", api_key) or ""
+        connections.append({"url": f"http://127.0.0.1:{entry['port']}/v1", "key": str(key)})
+    return connections
+
+
 class FilterModule:
     """Open WebUI environment filters."""
 
@@ -77,4 +99,5 @@ class FilterModule:
         return {
             "open_webui_env_file": env_file,
             "open_webui_connection_errors": connection_errors,
+            "open_webui_vllm_connections": vllm_connections,
         }

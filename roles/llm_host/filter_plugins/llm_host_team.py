@@ -1,0 +1,64 @@
+"""Where a host finds the team server: the URLs of the services the server exposes to the fleet.
+
+Computed from the server's inventory variables (not from facts), so a laptop-only run
+(`invoke provision --group dev_laptops`) wires the same URLs as a full run. Unit-tested in
+tests/test_llm_host_filters.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.module_utils.parsing.convert_bool import boolean
+
+DEFAULT_PORTS = {"ollama": 11434, "open_webui": 8080, "vllm": 8000}
+
+
+def _port(value: Any, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The team server's name, whether it serves the fleet, and its service URLs.
+
+    `server` is llm_host_team_server (empty: no team server), `me` the calling host's
+    inventory_hostname, `server_vars` the server's hostvars. A server reaches its own services on
+    localhost; another host only when the server sets llm_host_expose, at llm_host_advertised_name
+    (else ansible_host, else its inventory name). An unexposed server yields no URLs: its services
+    listen on loopback only.
+    """
+    result: dict[str, Any] = {"server": server or "", "exposed": False, "address": ""}
+    if not server:
+        return result
+    server_vars = server_vars or {}
+    local = server == me
+    exposed = boolean(server_vars.get("llm_host_expose", False), strict=False)
+    result["exposed"] = exposed
+    if not (local or exposed):
+        return result
+    address = "localhost" if local else (
+        server_vars.get("llm_host_advertised_name") or server_vars.get("ansible_host") or server)
+    result["address"] = address
+    ollama_port = _port(server_vars.get("ollama_port"), DEFAULT_PORTS["ollama"])
+    webui_port = _port(server_vars.get("open_webui_port"), DEFAULT_PORTS["open_webui"])
+    result["ollama_url"] = f"http://{address}:{ollama_port}"
+    result["open_webui_url"] = f"http://{address}:{webui_port}"
+    vllm_urls = {}
+    for entry in server_vars.get("vllm_models") or []:
+        if isinstance(entry, Mapping) and entry.get("name"):
+            vllm_urls[str(entry["name"])] = f"http://{address}:{_port(entry.get('port'), DEFAULT_PORTS['vllm'])}/v1"
+    result["vllm_urls"] = vllm_urls
+    if vllm_urls:
+        result["vllm_url"] = next(iter(vllm_urls.values()))
+    return result
+
+
+class FilterModule:
+    """llm_host filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"llm_host_team_endpoints": team_endpoints}
