@@ -68,7 +68,9 @@ def cache_dirs(project_root: Path) -> dict[str, Path]:
     """Host directories that every scenario bind-mounts, so downloads survive containers and runs."""
     base = project_root / ".cache" / "testbed"
     return {"pip": base / "pip", "uv": base / "uv", "apt": base / "apt", "debootstrap": base / "debootstrap",
-            "host-pip": base / "host-pip"}
+            "host-pip": base / "host-pip",
+            # npm prefix for the Continue CLI the fleet scenario runs on a laptop (mounted read-only).
+            "continue-cli": base / "continue-cli"}
 
 
 def test_env(project_root: Path) -> dict[str, str]:
