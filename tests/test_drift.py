@@ -58,3 +58,21 @@ def test_short_diff_of_attributes_and_long_texts() -> None:
     long = short_diff({"before": "".join(f"{i}\n" for i in range(50)), "after": ""}, limit=5)
     assert len(long) == 6 and long[-1].startswith("... ") and long[-1].endswith("more line(s)")
     assert short_diff({}) == []
+
+
+def test_drift_in_no_log_tasks_is_reported_without_content(localhost: Path, project_dir: Path, runs_dir: Path,
+                                                            out_dir: Path) -> None:
+    (out_dir / "one.env").write_text("token=one-s3cr3t-drift\n")
+    (out_dir / "one.env").chmod(0o644)
+    (out_dir / "two.env").write_text("token=two-s3cr3t-drift\n")
+    (out_dir / "two.env").chmod(0o600)
+    (out_dir / "same.env").write_text("token=s3cr3t-drift\n")
+    (out_dir / "same.env").chmod(0o600)
+    result = run("hidden_drift", localhost, project_dir, runs_dir, check=True, diff=True,
+                 extravars={"out_dir": str(out_dir)})
+    assert [(c.host, c.task) for c in result.changes] == [("localhost", "Secret file per item"),
+                                                          ("localhost", "Secret file")]
+    assert drift_exit(result)[0] == ExitCode.CHANGES
+    report = _report(result)
+    assert "- Secret file per item" in report and "- Unchanged secret file" not in report
+    assert "s3cr3t" not in report

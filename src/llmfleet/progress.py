@@ -10,6 +10,8 @@ nothing from a result is ever shown.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +69,8 @@ class RunTracker:
         # What plays reported with set_stats (ansible-runner's artifact_data), e.g. the status playbook.
         self.custom_stats: dict[str, Any] = {}
         self._failures: list[Failure] = []
+        # Loop items of no_log tasks that changed: (host, task uuid). See _hidden_change.
+        self._hidden_changes: set[tuple[str, str]] = set()
 
     def feed(self, event: Mapping[str, Any]) -> Note | None:
         """Update state from one runner event; return a note if the user should hear about it."""
@@ -89,7 +93,14 @@ class RunTracker:
         if kind == "runner_on_start":
             state.task = task
             return None
-        outcome = self._count(kind, host, task, res, bool(data.get("ignore_errors")), state.stats)
+        changed = bool(res.get("changed"))
+        if _hidden(res) and _hidden_change(event):
+            if kind == "runner_item_on_ok":
+                self._hidden_changes.add((host, str(data.get("task_uuid"))))
+            changed = True
+        elif kind == "runner_on_ok" and (host, str(data.get("task_uuid"))) in self._hidden_changes:
+            changed = True
+        outcome = self._count(kind, host, task, res, changed, bool(data.get("ignore_errors")), state.stats)
         if outcome is None:
             return None
         message = ""
@@ -100,13 +111,14 @@ class RunTracker:
         return Note("result", task, host, outcome, message)
 
     def _count(
-        self, kind: str, host: str, task: str, res: Mapping[str, Any], ignore_errors: bool, stats: HostStats
+        self, kind: str, host: str, task: str, res: Mapping[str, Any], changed: bool, ignore_errors: bool,
+        stats: HostStats,
     ) -> Outcome | None:
         """Count a final task result as PLAY RECAP does; report interim events without counting them."""
         match kind:
             case "runner_on_ok":
                 stats.ok += 1
-                if res.get("changed"):
+                if changed:
                     stats.changed += 1
                     self.changes.append(Change(host, task, tuple(_diffs(res))))
                     return "changed"
@@ -165,6 +177,19 @@ def _recap(data: Mapping[str, Any]) -> dict[str, HostStats]:
         for host, count in (data.get(key) or {}).items():
             setattr(recap.setdefault(str(host), HostStats()), attr, int(count))
     return recap
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _hidden_change(event: Mapping[str, Any]) -> bool:
+    """Whether a no_log result's display line says "changed".
+
+    Ansible censors a no_log result down to {"censored": ...}, dropping its `changed` flag, while the
+    stdout callback still prints `changed: [host] => (item=(censored due to no_log))`. Without this a
+    drift in a file that holds secrets (a 0600 env file, a Continue config) would go unreported.
+    """
+    return _ANSI.sub("", str(event.get("stdout") or "")).lstrip().startswith("changed:")
 
 
 def _hidden(res: Mapping[str, Any]) -> bool:
