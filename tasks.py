@@ -13,6 +13,7 @@ from rich.console import Console
 
 from llmfleet import cli, testbed
 from llmfleet import docs as llmdocs
+from llmfleet import ee as llmee
 from llmfleet.project import Project
 
 PROJECT = Project.find()
@@ -184,6 +185,42 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     _stages([(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name]) for name in scenarios], env)
 
 
+@task(
+    iterable=["build_arg"],
+    help={
+        "base_image": "Build the image from this base (build argument EE_BASE_IMAGE; Python >= 3.11). "
+                      "Without it, only the build context is written.",
+        "build_arg": "Another build argument KEY=VALUE, repeatable (PKGMGR=/usr/bin/apt-get for Debian bases).",
+        "tag": f"Name of the built image (default: {llmee.DEFAULT_TAG}).",
+        "host_pip": "Build with this machine's pip settings (indexes, find-links, CA); default: yes.",
+    },
+)
+def ee(
+    c: Context,
+    base_image: str | None = None,
+    build_arg: list[str] | None = None,
+    tag: str = llmee.DEFAULT_TAG,
+    host_pip: bool = True,
+) -> None:
+    """Execution environment for AWX / Automation Platform: the ansible-builder context, or the image (podman)."""
+    cache = llmee.cache_dir(PROJECT.root)
+    builder = cli.venv_tool("ansible-builder")
+
+    def run() -> int:
+        if not base_image:
+            if build_arg or tag != llmee.DEFAULT_TAG:
+                raise cli.UsageError("--build-arg and --tag build an image: give --base-image too")
+            _stages([("ansible-builder create", llmee.create_argv(builder, PROJECT.root, cache / "context"))])
+            console.print(f"build context: {cache / 'context'}; build it with --build-arg {llmee.BASE_IMAGE_ARG}=IMAGE")
+            return 0
+        argv = llmee.build_argv(builder, PROJECT.root, cache / "context", base_image=base_image, tag=tag,
+                                build_args=llmee.parse_build_args(build_arg or []),
+                                volumes=llmee.stage_pip(cache / "pip") if host_pip else ())
+        _stages([("ansible-builder build", argv)])
+        return 0
+
+    _exit_with("ee", run)
+
 def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = None) -> None:
     for name, argv in steps:
         with cli.stage(name, console):
@@ -193,5 +230,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, drift, status, lint, test, docs)
+ns = Collection(provision, drift, status, lint, test, docs, ee)
 ns.add_task(testbed_, name="testbed")
