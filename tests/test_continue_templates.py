@@ -23,6 +23,11 @@ _spec = importlib.util.spec_from_file_location("continue_config", ROOT / "roles/
 assert _spec and _spec.loader
 cc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cc)
+_spec_team = importlib.util.spec_from_file_location(
+    "llm_host_team", ROOT / "roles/llm_host/filter_plugins/llm_host_team.py")
+assert _spec_team and _spec_team.loader
+_llm_host_team = importlib.util.module_from_spec(_spec_team)
+_spec_team.loader.exec_module(_llm_host_team)
 
 TEAM_USER = {
     "name": "bob",
@@ -112,11 +117,18 @@ def test_the_validator_reports_what_continue_drops_or_refuses(tmp_path: Path, co
 
 def test_the_example_inventory_renders_a_config_continue_accepts(tmp_path: Path, config_yaml_prefix: Path) -> None:
     laptops = yaml.safe_load((ROOT / "inventory/example/group_vars/dev_laptops/continue.yml").read_text())
+    # The team server's URLs as llm_host publishes them on a laptop: from the server's inventory.
+    server = {"ansible_host": "team-gpu.lan"}
+    for name in ("fleet.yml", "vllm.yml"):
+        server.update(yaml.safe_load((ROOT / "inventory/example/group_vars/gpu_servers" / name).read_text()))
+    team = _llm_host_team.team_endpoints("team-gpu", "alice-mbp", server)
     out = _render(tmp_path, **laptops, continue_users=["alice"], vault_vllm_api_key="from-the-vault",
-                  llm_host_facts={"type": "macos_arm64", "ram_mb": 16384, "vram_mb": 0})
+                  llm_host_team=team, llm_host_facts={"type": "macos_arm64", "ram_mb": 16384, "vram_mb": 0})
     [result] = _continue_parses(config_yaml_prefix, out / "alice.yaml")
     assert result["parseError"] is None and result["errors"] == [] and result["dropped"] == [], result
     models = {m["name"]: m for m in result["config"]["models"]}
     assert models["BGE reranker (team)"]["roles"] == ["rerank"]
     assert models["BGE reranker (team)"]["apiKey"] == "from-the-vault"
+    assert models["BGE reranker (team)"]["apiBase"] == "http://team-gpu.lan:8001/v1"
+    assert models["Qwen2.5-Coder 32B (team)"]["apiBase"] == "http://team-gpu.lan:8000/v1"
     assert models["qwen2.5-coder:7b-base (autocomplete)"]["apiBase"] == "http://localhost:11434"
