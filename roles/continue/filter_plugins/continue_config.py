@@ -37,6 +37,10 @@ USER_KEYS = frozenset({
 SEAL = "# llmfleet-sha1: "
 _SEAL_LINE = re.compile(r"# llmfleet-sha1: ([0-9a-f]{40})\n")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# Values people leave in an inventory for a secret they have not filled in.
+_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
+                          re.IGNORECASE)
 
 
 def plain(value: Any) -> Any:
@@ -155,8 +159,26 @@ def _named(entries: Any, what: str, key: str, errors: list[str]) -> list[dict[st
     return out
 
 
+def _is_placeholder(value: Any) -> bool:
+    text = str(value)
+    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
+
+
+def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
+    """The API bases must be URLs and the key no placeholder (named by setting, never by value)."""
+    errors = []
+    for key in ("ollama_api_base", "vllm_api_base"):
+        value = settings.get(key)
+        if value and (not isinstance(value, str) or not _URL.match(value)):
+            errors.append(f"{key} (continue_{key}) {value!r} is not an http(s):// URL, e.g. http://team-gpu.lan:8000/v1")
+    if _is_placeholder(settings.get("vllm_api_key") or ""):
+        errors.append("vllm_api_key (continue_vllm_api_key) holds a placeholder, not a key: put the real key in the "
+                      "vault and point the variable at it, or leave it empty")
+    return errors
+
+
 def _build(settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    errors: list[str] = []
+    errors: list[str] = _setting_errors(settings)
     models = [m for m in (_model(e, settings, errors) for e in settings.get("models") or []) if m]
     choice = settings.get("autocomplete_model")
     if choice == "auto":

@@ -15,6 +15,11 @@ DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 # "32b", "1.5b", "70b-instruct-q4_K_M": a parameter count at the start of a tag or after a dash.
 _PARAMS = re.compile(r"(?:^|[-_])(\d+(?:\.\d+)?)b(?:$|[-_])", re.IGNORECASE)
+# What Ollama accepts in a name: each path part letters, digits, '.', '_' and '-' (a registry host may
+# carry a :port), the tag the same, starting with a letter, digit or '_'.
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?::\d+)?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 def model_name(name: str) -> str:
@@ -31,8 +36,9 @@ def model_name(name: str) -> str:
         parts = parts[1:]
     if len(parts) == 2 and parts[0] == DEFAULT_NAMESPACE:
         parts = parts[1:]
-    if not all(parts) or len(parts) > 3:
-        raise ValueError(f"model name {name!r} is not [host/][namespace/]model[:tag]")
+    valid = [(_HOST if len(parts) == 3 and i == 0 else _PART).match(part) for i, part in enumerate(parts)]
+    if not all(parts) or len(parts) > 3 or not all(valid) or not _TAG.match(tag):
+        raise ValueError(f"model name {name!r} is not [host/][namespace/]model[:tag] (letters, digits, '.', '_', '-')")
     return "/".join(parts) + ":" + tag
 
 
@@ -46,7 +52,7 @@ def _entry(entry: Any) -> tuple[str, float | None]:
             raise ValueError(f"model entry {dict(entry)!r}: unknown keys {sorted(unknown)}; allowed: name, memory_gb")
         memory = entry.get("memory_gb")
         if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 0):
-            raise ValueError(f"model {entry.get('name')!r}: memory_gb must be a positive number, got {memory!r}")
+            raise ValueError(f"model {entry.get('name')!r}: memory_gb must be a positive number (GiB), got {memory!r}")
         return model_name(entry.get("name", "")), memory
     raise ValueError(f"model entry must be a name or a mapping with a name, got {entry!r}")
 
@@ -59,25 +65,26 @@ def model_errors(declared: Iterable[Any], custom: Iterable[Any] = ()) -> list[st
         try:
             name, _ = _entry(entry)
         except ValueError as error:
-            errors.append(str(error))
+            errors.append(f"ollama_models: {error}")
             continue
         if name in seen:
-            errors.append(f"model {name} is listed twice")
+            errors.append(f"ollama_models: model {name} is listed twice")
         seen.add(name)
     for entry in custom or []:
         if not isinstance(entry, Mapping):
-            errors.append(f"custom model must be a mapping, got {entry!r}")
+            errors.append(f"ollama_custom_models: custom model must be a mapping, got {entry!r}")
             continue
+        label = f"ollama_custom_models: custom model {entry.get('name')!r}"
         unknown = set(entry) - {"name", "from", "system", "parameters", "template"}
         if unknown:
-            errors.append(f"custom model {entry.get('name')!r}: unknown keys {sorted(unknown)}")
+            errors.append(f"{label}: unknown keys {sorted(unknown)}")
         for key in ("name", "from"):
             try:
                 model_name(entry.get(key, ""))
             except ValueError as error:
-                errors.append(f"custom model {entry.get('name')!r}: {key}: {error}")
+                errors.append(f"{label}: {key}: {error}")
         if not isinstance(entry.get("parameters", {}), Mapping):
-            errors.append(f"custom model {entry.get('name')!r}: parameters must be a mapping")
+            errors.append(f"{label}: parameters must be a mapping")
     return errors
 
 

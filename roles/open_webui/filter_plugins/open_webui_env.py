@@ -12,6 +12,11 @@ from typing import Any
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL = re.compile(r"^https?://[^\s;]+$")
+# Values people leave in an inventory for a secret they have not filled in ("none" is not one: it is
+# the key Open WebUI sends to a server that needs none).
+_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
+                          re.IGNORECASE)
+_LOOPBACK = ("127.0.0.1", "::1", "localhost", "[::1]")
 
 
 def _text(value: Any) -> str:
@@ -56,17 +61,49 @@ def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[A
     errors = []
     for url in ollama_urls or []:
         if not isinstance(url, str) or not _URL.match(url):
-            errors.append(f"Ollama URL {url!r} must be http(s)://host[:port] without ';' or spaces")
+            errors.append(f"open_webui_ollama_base_urls: Ollama URL {url!r} must be http(s)://host[:port] without ';' or spaces")
     for index, connection in enumerate(openai_connections or []):
         if not isinstance(connection, Mapping) or set(connection) - {"url", "key"}:
-            errors.append(f"OpenAI connection #{index + 1} must be a mapping with url and key only")
+            errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1} must be a mapping with url and key only")
             continue
         url = connection.get("url")
         if not isinstance(url, str) or not _URL.match(url):
-            errors.append(f"OpenAI connection #{index + 1}: url {url!r} must be http(s)://... without ';' or spaces")
+            errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1}: url {url!r} must be http(s)://... "
+                          "without ';' or spaces")
         key = connection.get("key", "")
         if not isinstance(key, str) or ";" in key:
-            errors.append(f"OpenAI connection #{index + 1}: key must be a string without ';'")
+            errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1}: key must be a string without ';'")
+        elif is_placeholder(key):
+            errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1}: key is a placeholder; put the "
+                          "real key in vault, or \"none\" for a server without one")
+    return errors
+
+
+def is_placeholder(value: Any) -> bool:
+    """True for a secret left at a placeholder ("changeme", "<password>", blanks); never says which."""
+    text = str(value)
+    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
+
+
+def placeholders(secrets: Mapping[str, Any]) -> list[str]:
+    """The names of the secrets (name -> value) that hold a placeholder; the values stay out."""
+    return [str(name) for name, value in (secrets or {}).items() if is_placeholder(value)]
+
+
+def exposure_errors(host: str, environment: Mapping[str, Any], signup: Any, default_role: str) -> list[str]:
+    """What makes an Open WebUI listening beyond loopback open to anyone who reaches it (empty: fine)."""
+    if str(host).strip() in _LOOPBACK:
+        return []
+    errors = []
+    auth = (environment or {}).get("WEBUI_AUTH", True)
+    if str(auth).strip().lower() in ("false", "0", "no", "off"):
+        errors.append(f"open_webui_environment sets WEBUI_AUTH false while Open WebUI listens on {host} "
+                      "(open_webui_host / llm_host_expose), so anyone who reaches it is admin. Remove WEBUI_AUTH "
+                      "from open_webui_environment, or set open_webui_host: 127.0.0.1")
+    if str(signup).strip().lower() in ("true", "1", "yes", "on") and default_role == "admin":
+        errors.append(f"open_webui_enable_signup with open_webui_default_user_role admin while Open WebUI listens on "
+                      f"{host}: anyone who reaches it can make themselves admin. Set open_webui_default_user_role: "
+                      "pending (an admin approves new accounts), or open_webui_enable_signup: false")
     return errors
 
 
@@ -99,5 +136,7 @@ class FilterModule:
         return {
             "open_webui_env_file": env_file,
             "open_webui_connection_errors": connection_errors,
+            "open_webui_placeholders": placeholders,
+            "open_webui_exposure_errors": exposure_errors,
             "open_webui_vllm_connections": vllm_connections,
         }

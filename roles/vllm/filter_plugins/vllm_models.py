@@ -14,6 +14,14 @@ _KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilizat
          "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Arguments the role sets itself; in extra_args they would silently fight the role's own.
+# vLLM's --dtype choices.
+DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
+# Hugging Face organisations whose every repository is gated (a licence to accept, then a token):
+# known offline, unlike the gating of any other repository, which only the Hub can tell.
+GATED_PREFIXES = ("meta-llama/", "google/gemma")
+# Values people leave in an inventory for a secret they have not filled in.
+_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
+                          re.IGNORECASE)
 _OWNED = {"--model", "--host", "--port", "--served-model-name", "--api-key", "--max-model-len", "--dtype",
           "--gpu-memory-utilization", "--tensor-parallel-size", "-tp", "--tool-call-parser",
           "--enable-auto-tool-choice"}
@@ -24,11 +32,40 @@ def instance_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
-def model_errors(models: Iterable[Any]) -> list[str]:
-    """Every problem in vllm_models, as messages naming the entry and the fix (empty when fine)."""
+def is_placeholder(value: Any) -> bool:
+    """True for a secret left at a placeholder ("changeme", "<token>", blanks); never says which."""
+    text = str(value)
+    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
+
+
+def placeholders(secrets: Mapping[str, Any]) -> list[str]:
+    """The names of the secrets (name -> value) that hold a placeholder; the values stay out."""
+    return [str(name) for name, value in (secrets or {}).items() if is_placeholder(value)]
+
+
+def _offline(environment: Any) -> bool:
+    value = str((environment or {}).get("HF_HUB_OFFLINE", "")) if isinstance(environment, Mapping) else ""
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: bool | None = None,
+                 service_ports: Mapping[str, Any] | None = None, environment: Any = None) -> list[str]:
+    """Every problem in vllm_models, as messages naming the entry and the fix (empty when fine).
+
+    `hf_token` (whether vllm_hf_token is set; None: not checked) refuses gated models without a token,
+    `service_ports` ({variable: port} of the host's other services) ports they already use.
+    """
     errors: list[str] = []
     names: set[str] = set()
     ports: dict[int, str] = {}
+    taken = {}
+    for variable, value in (service_ports or {}).items():
+        try:
+            taken[int(value)] = str(variable)
+        except (TypeError, ValueError):
+            continue  # that role's own preflight names a port that is not a number
+    if default_dtype not in DTYPES:
+        errors.append(f"vllm_default_dtype {default_dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
     for index, entry in enumerate(models or []):
         label = f"vllm_models[{index}]"
         if not isinstance(entry, Mapping):
@@ -52,9 +89,20 @@ def model_errors(models: Iterable[Any]) -> list[str]:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             errors.append(f"{label}: port must be a number 1-65535")
         elif port in ports:
-            errors.append(f"{label}: port {port} is already used by {ports[port]}")
+            errors.append(f"{label}: port {port} is already used by {ports[port]}; give each model its own port")
+        elif port in taken:
+            errors.append(f"{label}: port {port} is {taken[port]} on this host too; give the model another port")
         else:
             ports[port] = str(name)
+        dtype = entry.get("dtype")
+        if dtype is not None and dtype not in DTYPES:
+            errors.append(f"{label}: dtype {dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
+        if "api_key" in entry and is_placeholder(entry["api_key"]):
+            errors.append(f"{label}: api_key is a placeholder; put the real key in vault, or remove api_key")
+        if (hf_token is False and isinstance(model, str) and model.startswith(GATED_PREFIXES)
+                and not _offline(environment) and not _offline(entry.get("environment"))):
+            errors.append(f"{label}: {model} is a gated Hugging Face model and vllm_hf_token is empty; set "
+                          "vllm_hf_token (from vault) to a token of an account that accepted its licence")
         share = entry.get("gpu_memory_utilization")
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
             errors.append(f"{label}: gpu_memory_utilization must be a fraction in (0, 1]")
@@ -138,6 +186,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "vllm_model_errors": model_errors,
+            "vllm_placeholders": placeholders,
             "vllm_instances": instances,
             "vllm_instance_name": instance_name,
             "vllm_unlisted": unlisted,

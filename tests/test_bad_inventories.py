@@ -1,0 +1,239 @@
+"""Bad inventories are rejected by playbooks/preflight.yml before any host is changed.
+
+Each case is one host with one mistake, in the group whose roles check it; all cases go through a
+single real run of the preflight (one ansible-runner run, every host failing on its own), then each
+host's failure message is checked for the variable it names and the fix it gives. docs/bad-inventories.md
+is the same table for people.
+
+The test machine has no systemd as PID 1, so the run goes through
+tests/fixtures/bad_inventories/preflight_on_systemd.yml: it sets the service manager fact to
+systemd, then imports the real playbooks/preflight.yml.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmfleet.report import ExitCode, RunResult
+from llmfleet.runner import RunRequest, run_playbook
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYBOOK = Path(__file__).resolve().parent / "fixtures/bad_inventories/preflight_on_systemd.yml"
+TABLE = ROOT / "docs/bad-inventories.md"
+
+# Every host is this machine, reached without SSH and without sudo (the tests run as root). No team
+# server unless a case names one, so hosts do not see each other's settings.
+BASE = {
+    "ansible_connection": "local",
+    "ansible_become": False,
+    "ansible_python_interpreter": sys.executable,
+    "llm_host_team_server": "",
+    "continue_users": ["root"],
+}
+# What a run would create first on a converged host: none may appear.
+WATCHED = [Path(p) for p in ("/opt/llmfleet", "/etc/ollama", "/etc/vllm", "/etc/open-webui",
+                             "/usr/local/bin/uv", "/usr/local/bin/ollama", "/etc/ansible/facts.d/llm_host.fact")]
+
+CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8000}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad inventory: a host of `group` with `hostvars`, whose failure must contain `expect`."""
+
+    name: str
+    group: str
+    hostvars: dict[str, Any]
+    expect: tuple[str, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
+         ("llm_host_type is linux_tpu", "Set llm_host_type to one of those")),
+    Case("team-server-not-in-inventory", "dev_laptops", {"llm_host_team_server": "team-gpu"},
+         ("llm_host_team_server is team-gpu", "Name the team server's inventory host")),
+    Case("malformed-model-name", "dev_laptops", {"ollama_models": ["qwen2.5 coder:7b"]},
+         ("ollama_models: model name 'qwen2.5 coder:7b' is not [host/][namespace/]model[:tag]",
+          "as `ollama list` shows it")),
+    Case("negative-memory", "dev_laptops", {"ollama_models": [{"name": "qwen3:8b", "memory_gb": -8}]},
+         ("ollama_models: model 'qwen3:8b': memory_gb must be a positive number (GiB), got -8",)),
+    Case("non-numeric-memory-budget", "dev_laptops", {"ollama_memory_budget_mb": "16GB"},
+         ('ollama_memory_budget_mb is "16GB"', "whole number of MiB")),
+    Case("prune-with-empty-list", "dev_laptops", {"ollama_models": [], "ollama_models_prune": True},
+         ("ollama_models_prune is true but ollama_models and ollama_custom_models are empty",
+          "set ollama_models_prune: false")),
+    Case("mirror-url-without-scheme", "dev_laptops", {"ollama_download_base_url": "mirror.internal/ollama"},
+         ('ollama_download_base_url "mirror.internal/ollama" is not an http(s) URL', "Set it to the base")),
+    Case("two-vllm-models-one-port", "gpu_servers",
+         {"vllm_models": [CODER, {**CODER, "name": "chat", "model": "Qwen/Qwen3-8B"}]},
+         ("vllm_models[1] (chat): port 8000 is already used by coder", "give each model its own port")),
+    Case("vllm-port-is-ollamas", "gpu_servers", {"vllm_models": [{**CODER, "port": 11434}]},
+         ("vllm_models[0] (coder): port 11434 is ollama_port on this host too", "give the model another port")),
+    Case("open-webui-port-is-ollamas", "workstations", {"open_webui_port": 11434},
+         ("open_webui_port 11434 is ollama_port on this host too", "set open_webui_port to a free port")),
+    Case("unknown-vllm-dtype", "gpu_servers", {"vllm_models": [{**CODER, "dtype": "fp8"}]},
+         ("vllm_models[0] (coder): dtype 'fp8' is not a vLLM dtype", "use one of auto, half")),
+    Case("gated-model-without-token", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "meta-llama/Llama-3.1-8B-Instruct"}]},
+         ("meta-llama/Llama-3.1-8B-Instruct is a gated Hugging Face model and vllm_hf_token is empty",
+          "set vllm_hf_token (from vault)")),
+    Case("placeholder-vllm-api-key", "gpu_servers", {"vllm_api_key": "changeme"},
+         ("vllm_api_key holds a placeholder", "Put the real value in the vault")),
+    Case("placeholder-admin-password", "gpu_servers",
+         {"open_webui_admin_email": "admin@team.example", "open_webui_admin_password": "CHANGEME"},
+         ("open_webui_admin_password holds a placeholder", "Put the real value in the vault")),
+    Case("admin-email-without-password", "gpu_servers", {"open_webui_admin_email": "admin@team.example"},
+         ("open_webui_admin_email and open_webui_admin_password go together", "set the password")),
+    Case("placeholder-continue-key", "dev_laptops", {"continue_vllm_api_key": "<your key>"},
+         ("continue_vllm_api_key", "holds a placeholder", "put the real key in the vault")),
+    Case("open-webui-exposed-without-auth", "gpu_servers",
+         {"llm_host_expose": True, "open_webui_environment": {"WEBUI_AUTH": False}},
+         ("open_webui_environment sets WEBUI_AUTH false while Open WebUI listens on 0.0.0.0",
+          "set open_webui_host: 127.0.0.1")),
+    Case("open-webui-exposed-admin-signup", "workstations",
+         {"open_webui_host": "0.0.0.0", "open_webui_enable_signup": True, "open_webui_default_user_role": "admin"},
+         ("open_webui_enable_signup with open_webui_default_user_role admin", "pending")),
+    Case("connection-url-without-scheme", "gpu_servers", {"open_webui_ollama_base_urls": ["127.0.0.1:11434"]},
+         ("open_webui_ollama_base_urls: Ollama URL '127.0.0.1:11434' must be http(s)://host[:port]",)),
+    Case("unsupported-open-webui-python", "workstations", {"open_webui_python": "3.10"},
+         ("open_webui_python is 3.10", "Open WebUI supports Python 3.11 or 3.12")),
+    Case("unknown-continue-model-role", "dev_laptops",
+         {"continue_models": [{"name": "Chat", "provider": "ollama", "model": "qwen3:8b", "roles": ["chat", "tab"]}]},
+         ("continue_models", "model 'Chat': roles must be a list of chat, autocomplete")),
+    Case("continue-user-without-account", "dev_laptops", {"continue_users": ["no-such-dev"]},
+         ("continue_users names no-such-dev", "Create the account first")),
+    Case("continue-api-base-not-a-url", "dev_laptops", {"continue_ollama_api_base": "localhost:11434"},
+         ("continue_ollama_api_base", "is not an http(s):// URL")),
+    Case("continue-vllm-model-without-server", "dev_laptops",
+         {"continue_models": [{"name": "Team", "provider": "vllm", "model": "coder"}]},
+         ("model 'Team': provider vllm needs apiBase or continue_vllm_api_base",)),
+]
+
+
+def _inventory(directory: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) -> Path:
+    """hosts.yml with each host (name -> (group, vars)) in its group, every host on this machine."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, (group, hostvars) in hosts.items():
+        groups.setdefault(group, {"hosts": {}})["hosts"][name] = {**BASE, **hostvars}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": groups}}))
+    return directory
+
+
+def _preflight(inventory: Path, runs_dir: Path) -> RunResult:
+    return run_playbook(RunRequest(playbook=PLAYBOOK, inventory=inventory), project_dir=ROOT, runs_dir=runs_dir)
+
+
+def _existing() -> list[Path]:
+    return [p for p in WATCHED if p.exists()]
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[Path], list[Path]]:
+    """One preflight run over every case (a host each); the watched paths before and after it."""
+    tmp = tmp_path_factory.mktemp("bad")
+    inventory = _inventory(tmp / "inventory", {case.name: (case.group, case.hostvars) for case in CASES})
+    before = _existing()
+    result = _preflight(inventory, tmp / "runs")
+    return result, before, _existing()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_a_bad_inventory_fails_before_anything_changes(case: Case, bad_run: tuple[RunResult, list, list]) -> None:
+    result, before, after = bad_run
+    failures = [f for f in result.failures if f.host == case.name]
+    assert len(failures) == 1, (failures, (result.artifact_dir / "stdout").read_text()[-3000:])
+    message = failures[0].message
+    for fragment in case.expect:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert result.hosts[case.name].changed == 0
+    assert not [c for c in result.changes if c.host == case.name]
+    assert after == before, "the preflight created files"
+
+
+def test_the_bad_run_fails_every_host(bad_run: tuple[RunResult, list, list]) -> None:
+    result, _, _ = bad_run
+    assert result.exit_code == ExitCode.FAILED and result.rc != 0
+    assert sorted(f.host for f in result.failures) == sorted(case.name for case in CASES)
+    assert len(CASES) >= 15
+
+
+def test_the_docs_table_lists_every_case() -> None:
+    table = TABLE.read_text()
+    missing = [case.name for case in CASES if f"| `{case.name}` |" not in table]
+    assert not missing, f"docs/bad-inventories.md lacks {missing}"
+
+
+def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
+    server = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan",
+              "vllm_models": [CODER, {**CODER, "name": "rerank", "model": "BAAI/bge-reranker-v2-m3", "port": 8001}],
+              "vllm_api_key": "k-9c1f0d2e", "open_webui_admin_email": "admin@team.example",
+              "open_webui_admin_password": "Tr0ub4dor-3", "ollama_models": ["qwen2.5-coder:7b", "nomic-embed-text"]}
+    laptop = {"llm_host_team_server": "team-gpu", "continue_vllm_api_key": "k-9c1f0d2e",
+              "ollama_models": ["qwen2.5-coder:1.5b-base"], "ollama_models_prune": True,
+              "continue_models": [{"name": "Team coder", "provider": "vllm", "model": "coder"},
+                                  {"name": "Local", "provider": "ollama", "model": "qwen2.5-coder:1.5b"}]}
+    inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
+                                                    "alice-laptop": ("dev_laptops", laptop),
+                                                    "workstation": ("workstations", {})})
+    before = _existing()
+    result = _preflight(inventory, tmp_path / "runs")
+    assert result.exit_code == ExitCode.OK, result.failures
+    assert set(result.hosts) == {"team-gpu", "alice-laptop", "workstation"}
+    assert all(stats.changed == 0 for stats in result.hosts.values()) and result.changes == []
+    assert _existing() == before
+
+
+def _filters(role: str, module: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module, ROOT / f"roles/{role}/filter_plugins/{module}.py")
+    assert spec and spec.loader
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-coder:7b", "hf.co/org/repo:Q4_K_M", "registry.local:5000/team/coder:v2",
+                                  "someone/model_x:q4_0", "_tag-less"])
+def test_model_names_ollama_accepts_still_pass(name: str) -> None:
+    om = _filters("ollama", "ollama_models")
+    if name == "_tag-less":  # a model name starts with a letter or digit
+        with pytest.raises(ValueError):
+            om.model_name(name)
+    else:
+        assert om.model_errors([name]) == []
+
+
+def test_placeholders_are_named_never_shown() -> None:
+    vm = _filters("vllm", "vllm_models")
+    ow = _filters("open_webui", "open_webui_env")
+    secrets = {"a": "changeme", "b": " ", "c": "<token>", "d": "k-9c1f0d2e", "e": "", "f": "none"}
+    assert vm.placeholders(secrets) == ["a", "b", "c"]
+    assert ow.placeholders(secrets) == ["a", "b", "c"]
+    errors = vm.model_errors([{**CODER, "api_key": "Change-Me"}])
+    assert errors and not any("Change-Me" in e for e in errors)
+
+
+def test_gated_models_need_a_token_only_where_vllm_downloads_them() -> None:
+    vm = _filters("vllm", "vllm_models")
+    gated = [{**CODER, "model": "google/gemma-3-4b-it"}]
+    assert any("gated" in e for e in vm.model_errors(gated, hf_token=False))
+    assert vm.model_errors(gated, hf_token=True) == []
+    assert vm.model_errors(gated, hf_token=None) == []  # vLLM not enabled on the host
+    assert vm.model_errors(gated, hf_token=False, environment={"HF_HUB_OFFLINE": "1"}) == []
+    assert vm.model_errors([{**CODER, "model": "/models/meta-llama/Llama-3.1-8B"}], hf_token=False) == []
+
+
+def test_loopback_open_webui_may_run_without_auth() -> None:
+    ow = _filters("open_webui", "open_webui_env")
+    assert ow.exposure_errors("127.0.0.1", {"WEBUI_AUTH": False}, True, "admin") == []
+    assert ow.exposure_errors("0.0.0.0", {"WEBUI_AUTH": True}, True, "pending") == []
+    assert len(ow.exposure_errors("::", {"WEBUI_AUTH": "false"}, "yes", "admin")) == 2
