@@ -61,3 +61,10 @@ def test_status_playbook_reports_a_bare_host(tmp_path: Path, project_dir: Path, 
     report = result.custom_stats["llmfleet_status"]["localhost"]
     assert report["versions"]["ollama"]["pinned"] == "0.32.15"
     assert set(report) == {"type", "services", "versions", "models"}
+
+
+def test_the_vllm_template_unit_is_not_a_server() -> None:
+    # systemd lists the template vllm@.service itself (state unknown) next to its instances.
+    server = {**SERVER, "services": {**SERVER["services"], "open-webui": "running", "vllm@": "unknown"}}
+    rows = status_rows({"team-gpu": server})
+    assert ("team-gpu", "vllm", "vllm@coder: running", "0.33.0", "0.33.0", "") in rows

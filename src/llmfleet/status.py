@@ -17,6 +17,13 @@ from rich.text import Text
 COMPONENTS = (("ollama", "ollama"), ("open_webui", "open-webui"), ("vllm", "vllm@"))
 
 
+def _instance_of(name: str, unit: str) -> bool:
+    """Whether service `name` is `unit`, or an instance of template `unit@` (not the template itself)."""
+    if unit.endswith("@"):
+        return name.startswith(unit) and name != unit
+    return name == unit
+
+
 def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     """(host, component, service state, installed, pinned, note) for every host and component."""
     rows = []
@@ -27,7 +34,7 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
             versions = (report.get("versions") or {}).get(component) or {}
             installed, pinned = str(versions.get("installed") or ""), str(versions.get("pinned") or "")
             states = sorted(f"{name}: {state}" if unit.endswith("@") else state
-                            for name, state in services.items() if name == unit or (unit.endswith("@") and name.startswith(unit)))
+                            for name, state in services.items() if _instance_of(name, unit))
             if not installed and not states:
                 continue
             note = ""
