@@ -134,8 +134,9 @@ def _inventory(directory: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) ->
     return directory
 
 
-def _preflight(inventory: Path, runs_dir: Path) -> RunResult:
-    return run_playbook(RunRequest(playbook=PLAYBOOK, inventory=inventory), project_dir=ROOT, runs_dir=runs_dir)
+def _preflight(inventory: Path, runs_dir: Path, tags: tuple[str, ...] = ()) -> RunResult:
+    request = RunRequest(playbook=PLAYBOOK, inventory=inventory, tags=tags)
+    return run_playbook(request, project_dir=ROOT, runs_dir=runs_dir)
 
 
 def _existing() -> list[Path]:
@@ -176,6 +177,15 @@ def test_the_docs_table_lists_every_case() -> None:
     table = TABLE.read_text()
     missing = [case.name for case in CASES if f"| `{case.name}` |" not in table]
     assert not missing, f"docs/bad-inventories.md lacks {missing}"
+
+
+def test_a_run_limited_by_tags_is_checked_all_the_same(tmp_path: Path) -> None:
+    # `invoke provision -t ollama` on a laptop whose Continue settings are wrong.
+    inventory = _inventory(tmp_path / "inventory", {"laptop": ("dev_laptops", {"continue_users": ["no-such-dev"]})})
+    result = _preflight(inventory, tmp_path / "runs", tags=("ollama",))
+    assert result.exit_code == ExitCode.FAILED
+    assert [f.host for f in result.failures] == ["laptop"]
+    assert "continue_users names no-such-dev" in result.failures[0].message
 
 
 def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
