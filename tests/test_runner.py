@@ -366,3 +366,25 @@ def test_set_stats_data_reaches_the_result_and_summary(two_hosts: Path, project_
     assert result.custom_stats == {"report": {"h2": {"ok": True, "n": 3}, "localhost": {"ok": True, "n": 3}}}
     summary = json.loads((result.artifact_dir / "summary.json").read_text())
     assert summary["custom_stats"] == result.custom_stats
+
+
+def test_host_lock_is_named_after_the_run_and_released_by_a_failed_host(
+    two_hosts: Path, project_dir: Path, runs_dir: Path, tmp_path: Path
+) -> None:
+    """llm_host's lock (playbooks/*.yml's shape): the run folder names it, and a host that fails
+    mid-play still releases it without changing the failure, the counts or the exit code."""
+    lock_dir = tmp_path / "lock"
+    config = project_dir / "ansible.cfg"
+    config.write_text(config.read_text().replace("[defaults]\n", f"[defaults]\nroles_path = {PLAYBOOKS.parents[1] / 'roles'}\n"))
+    extravars = {"lock_dir": str(lock_dir), "_llm_host_lock_dirs": {"Linux": str(lock_dir), "Darwin": str(lock_dir)}}
+    result = run("locked", two_hosts, project_dir, runs_dir, extravars=extravars)
+    seen = json.loads((lock_dir / "seen-by-localhost.json").read_text())
+    assert seen["id"] == result.artifact_dir.name  # LLMFLEET_RUN_ID from the driver
+    assert seen["mode"] == "apply" and seen["play"] == "Locked play" and seen["user"]
+    assert not (lock_dir / "provision.lock").exists()
+    assert result.exit_code == ExitCode.FAILED
+    assert [(f.host, f.task, f.message) for f in result.failures] == [("h2", "Fail on h2", "h2 broke mid-run")]
+    assert result.hosts["h2"].failed == 1 and result.hosts["localhost"].failed == 0
+    # The lock is bookkeeping: only the copy changed anything.
+    assert sorted((c.host, c.task) for c in result.changes) == [
+        ("h2", "Record the lock while it is held"), ("localhost", "Record the lock while it is held")]

@@ -153,7 +153,7 @@ def run_playbook(
                 forks=request.forks,
                 verbosity=request.verbosity or None,
                 extravars=dict(request.extravars) or None,
-                envvars=_environment(project_dir),
+                envvars=_environment(project_dir, ident),
                 event_handler=on_event,
                 quiet=True,  # progress comes from events; ansible's own output stays in `stdout`
                 suppress_env_files=True,  # runner would otherwise write env/, extravars, passwords to disk
@@ -192,10 +192,12 @@ def _check_inputs(request: RunRequest, project_dir: Path) -> None:
             raise FileNotFoundError(f"{label} not found: {path}")
 
 
-def _environment(project_dir: Path) -> dict[str, str]:
+def _environment(project_dir: Path, ident: str) -> dict[str, str]:
     env = {
         # Explicit, because ansible ignores ansible.cfg in a world-writable cwd.
         "ANSIBLE_CONFIG": str(project_dir / "ansible.cfg"),
+        # The run's name in each host's lock (llm_host's lock.yml), so a refused run names this folder.
+        "LLMFLEET_RUN_ID": ident,
         # Artifacts are read later as text; colour codes would only get in the way.
         "ANSIBLE_NOCOLOR": "1",
     }
