@@ -34,6 +34,7 @@ def test_launchd_plist_carries_the_environment(tmp_path: Path) -> None:
         "OLLAMA_ORIGINS": "app://<x>&\"y\"",
     }
     assert plist["StandardErrorPath"] == "/opt/homebrew/var/log/ollama.log"
+    assert plist["Umask"] == 0o027
 
 
 def test_launchd_plist_follows_host_and_models_settings(tmp_path: Path) -> None:
@@ -51,6 +52,15 @@ def test_systemd_files_for_linux(tmp_path: Path) -> None:
     assert "ExecStart=/opt/llmfleet/ollama/current/bin/ollama serve" in unit
     assert "User=ollama" in unit and "EnvironmentFile=/etc/ollama/ollama.env" in unit
     assert "ReadWritePaths=/usr/share/ollama /usr/share/ollama/.ollama/models" in unit
+    directives = [line for line in unit.splitlines() if line and not line.startswith(("#", "["))]
+    for hardening in ["NoNewPrivileges=true", "CapabilityBoundingSet=", "ProtectSystem=strict", "PrivateTmp=true",
+                      "ProtectKernelTunables=true", "ProtectKernelModules=true", "ProtectControlGroups=true",
+                      "RestrictSUIDSGID=true", "SystemCallArchitectures=native", "UMask=0027"]:
+        assert hardening in directives
+    # GPU device nodes (/dev/nvidia*, /dev/kfd, /dev/dri) and /proc/driver stay reachable.
+    for closed in ["PrivateDevices", "DevicePolicy", "DeviceAllow", "ProtectClock", "ProcSubset", "PrivateUsers",
+                   "MemoryDenyWriteExecute"]:
+        assert not [line for line in directives if line.startswith(closed + "=")]
     env = (out / "ollama.env").read_text().splitlines()
     # The inventory's OLLAMA_HOST wins over the computed one; quotes and backslashes are escaped.
     assert 'OLLAMA_HOST="0.0.0.0:11434"' in env
