@@ -59,6 +59,11 @@ def test_systemd_files_carry_the_inventory(tmp_path: Path) -> None:
     assert "EnvironmentFile=/etc/open-webui/secrets.env" in unit
     assert "ProtectSystem=strict" in unit and "ReadWritePaths=/var/lib/open-webui" in unit
     assert "Restart=on-failure" in unit
+    # The sandbox the README's "Service hardening" table documents (molecule checks it in force).
+    for directive in ("PrivateDevices=true", "ProtectHostname=true", "ProtectProc=invisible", "RestrictNamespaces=true",
+                      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK", "SystemCallFilter=@system-service",
+                      "CapabilityBoundingSet=\n", "NoNewPrivileges=true"):
+        assert directive in unit, directive
 
     settings = _systemd_env(out / "open-webui.env")
     assert settings["DATA_DIR"] == "/var/lib/open-webui"
