@@ -32,6 +32,14 @@ def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
     assert "EnvironmentFile=/etc/vllm/%i.env" in unit
     assert ("ExecStart=/opt/llmfleet/vllm/current/bin/python -m vllm.entrypoints.openai.api_server $LLMFLEET_VLLM_ARGS"
             in unit)
+    directives = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    # Sandboxed (README: Service hardening), but the GPUs' device nodes stay reachable.
+    for line in ["ProtectSystem=strict", "ReadWritePaths=/var/lib/vllm", "PrivateTmp=true", "UMask=0077",
+                 "CapabilityBoundingSet=", "NoNewPrivileges=true", "SystemCallArchitectures=native",
+                 "KillMode=mixed"]:
+        assert line in directives
+    assert not [line for line in directives if line.startswith(("PrivateDevices", "DevicePolicy", "DeviceAllow",
+                                                                 "MemoryDenyWriteExecute", "RemoveIPC"))]
     coder = (out / "coder-instance.env").read_text().splitlines()
     args = next(line for line in coder if line.startswith("LLMFLEET_VLLM_ARGS="))
     assert args == ('LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
@@ -56,3 +64,4 @@ def test_launchd_plists(tmp_path: Path) -> None:
     env = plist["EnvironmentVariables"]
     assert env["VLLM_API_KEY"] == 'k"ey<&>' and env["HF_HOME"] == "/Users/alice/.cache/huggingface"
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
+    assert plist["Umask"] == 0o077 and plist["ExitTimeOut"] == 60 and plist["ThrottleInterval"] == 10
