@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _modules import load_module
 
 from llmfleet.report import ExitCode, RunResult
 from llmfleet.runner import RunRequest, run_playbook
@@ -212,13 +213,7 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
 
 
 def _filters(role: str, module: str) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(module, ROOT / f"roles/{role}/filter_plugins/{module}.py")
-    assert spec and spec.loader
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
+    return load_module(f"roles/{role}/filter_plugins/{module}.py")
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-coder:7b", "hf.co/org/repo:Q4_K_M", "registry.local:5000/team/coder:v2",

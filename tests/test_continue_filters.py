@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/continue/filter_plugins/continue_config.py"
-_spec = importlib.util.spec_from_file_location("continue_config", _PATH)
-assert _spec and _spec.loader
-cc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cc)
+from _modules import load_module
+
+cc = load_module("roles/continue/filter_plugins/continue_config.py")
 
 CHOICES = {"large": "qwen2.5-coder:7b-base", "small": "qwen2.5-coder:1.5b-base"}
 THRESHOLDS = {"linux_cuda": 8192, "linux_rocm": 8192, "macos_arm64": 16384, "linux_cpu": 32768}

@@ -4,7 +4,6 @@ npm exist, by Continue's own parser (npm @continuedev/config-yaml, the one molec
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,21 +12,15 @@ from typing import Any
 
 import pytest
 import yaml
+from _modules import load_module
 from rendering import render
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR = ROOT / "molecule/continue/files/validate-config.mjs"
 CONFIG_YAML_PACKAGE = "@continuedev/config-yaml@1.42.0"
 
-_spec = importlib.util.spec_from_file_location("continue_config", ROOT / "roles/continue/filter_plugins/continue_config.py")
-assert _spec and _spec.loader
-cc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cc)
-_spec_team = importlib.util.spec_from_file_location(
-    "llm_host_team", ROOT / "roles/llm_host/filter_plugins/llm_host_team.py")
-assert _spec_team and _spec_team.loader
-_llm_host_team = importlib.util.module_from_spec(_spec_team)
-_spec_team.loader.exec_module(_llm_host_team)
+cc = load_module("roles/continue/filter_plugins/continue_config.py")
+_llm_host_team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
 
 TEAM_USER = {
     "name": "bob",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -10,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from _modules import load_module
 from rendering import render
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/llm_firewall/filter_plugins/llm_firewall_rules.py"
-_spec = importlib.util.spec_from_file_location("llm_firewall_rules", _PATH)
-assert _spec and _spec.loader
-fw = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fw)
+fw = load_module("roles/llm_firewall/filter_plugins/llm_firewall_rules.py")
 
 
 def test_good_inputs_have_no_errors() -> None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from _modules import load_module
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/llm_host/filter_plugins/llm_host_team.py"
-_spec = importlib.util.spec_from_file_location("llm_host_team", _PATH)
-assert _spec and _spec.loader
-team = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(team)
+team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
 
 SERVER = {
     "llm_host_expose": True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -11,22 +10,15 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _modules import load_module
 
-MODULE_PATH = Path(__file__).resolve().parents[1] / "roles/llm_host/library/llm_host_lock.py"
+MODULE_PATH = "roles/llm_host/library/llm_host_lock.py"
 OWNER = {"controller": "admin-laptop", "user": "alice", "play": "Team server", "mode": "apply"}
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llm_host_lock", MODULE_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def lockmod() -> ModuleType:
-    return _load()
+    return load_module(MODULE_PATH)
 
 
 class FakeClock:
@@ -161,7 +153,7 @@ def test_unreadable_lock_file_counts_as_held_since_its_mtime(lockmod: ModuleType
 
 
 def _contend(directory: str, run_id: str, start: float, queue: multiprocessing.Queue) -> None:
-    module = _load()
+    module = load_module(MODULE_PATH)
     while time.time() < start:
         time.sleep(0.001)
     try:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-MODULE_PATH = Path(__file__).resolve().parents[1] / "roles/llm_host/library/llm_host_probe.py"
+from _modules import load_module
 
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llm_host_probe", MODULE_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("roles/llm_host/library/llm_host_probe.py")
 
 
 def test_parses_nvidia_smi_csv(probe: ModuleType) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -26,10 +25,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from _modules import load_module
 
 DOUBLE_DIR = Path(__file__).resolve().parent / "doubles" / "ollama"
 DOUBLE = DOUBLE_DIR / "ollama_double.py"
@@ -40,17 +39,8 @@ MEMBERS = ["bin", "bin/ollama", "lib", "lib/ollama", "lib/ollama/DOUBLE.txt"]
 CONNECT_ERROR = "Error: could not connect to ollama server, run 'ollama serve' to start it\n"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build_release = _load("build_release", BUILD)
-ollama_double = _load("ollama_double", DOUBLE)
+build_release = load_module(BUILD)
+ollama_double = load_module(DOUBLE)
 
 
 def free_port() -> int:

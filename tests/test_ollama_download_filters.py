@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/ollama/filter_plugins/ollama_download.py"
-_spec = importlib.util.spec_from_file_location("ollama_download", _PATH)
-assert _spec and _spec.loader
-od = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(od)
+from _modules import load_module
+
+od = load_module("roles/ollama/filter_plugins/ollama_download.py")
 
 URL = "http://mirror/v0.1.2/ollama-linux-amd64.tar.zst"
 

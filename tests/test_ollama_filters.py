@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/ollama/filter_plugins/ollama_models.py"
-_spec = importlib.util.spec_from_file_location("ollama_models", _PATH)
-assert _spec and _spec.loader
-om = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(om)
+from _modules import load_module
+
+om = load_module("roles/ollama/filter_plugins/ollama_models.py")
 
 
 @pytest.mark.parametrize(("given", "listed"), [

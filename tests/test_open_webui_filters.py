@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/open_webui/filter_plugins/open_webui_env.py"
-_spec = importlib.util.spec_from_file_location("open_webui_env", _PATH)
-assert _spec and _spec.loader
-ow = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ow)
+from _modules import load_module
+
+ow = load_module("roles/open_webui/filter_plugins/open_webui_env.py")
 
 TRICKY = {"A": 'say "hi" \\ $HOME `x`', "B": "it's", "C": True, "D": 3, "E": None}
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "roles/vllm/filter_plugins/vllm_models.py"
-_spec = importlib.util.spec_from_file_location("vllm_models", _PATH)
-assert _spec and _spec.loader
-vm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vm)
+from _modules import load_module
+
+vm = load_module("roles/vllm/filter_plugins/vllm_models.py")
 
 GOOD = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000}
 
