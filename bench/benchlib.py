@@ -1,0 +1,229 @@
+"""What every benchmark shares: the bench fleet (bench/molecule/bench), timed runs, reports.
+
+The fleet is one team server and eleven laptops in podman containers, prepared by molecule/fleet's
+prepare.yml (SSH, the Ollama test double's release mirror, the tiny model, a developer per laptop)
+and reached over SSH like real hosts. Runs go through `invoke provision` (the users' command) or a
+bare `ansible-playbook`, with the fleet's vault password; each run keeps its ansible-runner folder
+under .cache/bench/runs/ for its task counts and per-task times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "bench"
+INVENTORY = CACHE / "inventory"
+RUNS = CACHE / "runs"
+RESULTS = CACHE / "results"
+VAULT_PASSWORD = ROOT / "molecule" / "fleet" / "vault-password"
+VENV_BIN = ROOT / ".venv" / "bin"
+SERVER = "bench-server"
+LAPTOPS = [f"bench-laptop-{i:02d}" for i in range(11)]
+
+
+def log(message: str) -> None:
+    print(f"{datetime.now():%H:%M:%S} bench: {message}", flush=True)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["CONTAINERS_CONF"] = str(ROOT / "testbed" / "containers.conf")
+    env["MOLECULE_GLOB"] = "bench/molecule/*/molecule.yml"
+    env.update(extra)
+    return env
+
+
+def molecule(*args: str) -> None:
+    subprocess.run([str(VENV_BIN / "molecule"), *args, "-s", "bench"], cwd=ROOT, env=_env(), check=True)
+
+
+def fleet_up(fresh: bool = False) -> None:
+    """Create and prepare the bench fleet (from scratch when `fresh`): nothing converged yet."""
+    if fresh or not (INVENTORY / "hosts.yml").exists():
+        log("creating the bench fleet (1 server, 11 laptops) and preparing it")
+        molecule("destroy")
+        shutil.rmtree(CACHE / "inventory", ignore_errors=True)
+        molecule("create")  # molecule's create runs prepare too
+    if not (INVENTORY / "hosts.yml").exists():
+        raise SystemExit("bench: prepare did not write the fleet inventory")
+
+
+def fleet_down() -> None:
+    molecule("destroy")
+    shutil.rmtree(INVENTORY, ignore_errors=True)
+
+
+@dataclass
+class Run:
+    """One timed run: wall time as the user waits for it, and what ansible-runner recorded."""
+
+    label: str
+    argv: list[str]
+    wall: float
+    rc: int
+    artifact_dir: Path | None
+    summary: dict = field(default_factory=dict)
+
+    def hosts(self) -> dict[str, dict[str, int]]:
+        return self.summary.get("hosts", {})
+
+    def tasks(self, host: str) -> int:
+        """Task results on `host`: ok (changed included) plus skipped, as in the PLAY RECAP."""
+        counts = self.hosts()[host]
+        return counts["ok"] + counts["skipped"]
+
+    def changed(self) -> int:
+        return sum(c["changed"] for c in self.hosts().values())
+
+
+def _newest_run(folder: Path) -> Path | None:
+    runs = sorted(p for p in folder.glob("*/") if p.is_dir())
+    return runs[-1] if runs else None
+
+
+def provision(label: str, limit: str, *options: str, playbook: str = "site", check: bool = True) -> Run:
+    """`invoke provision` as a user types it, against the bench fleet; timed from start to exit."""
+    runs = RUNS / label
+    argv = [str(VENV_BIN / "invoke"), "provision", "--inventory", str(INVENTORY),
+            "--vault-password-file", str(VAULT_PASSWORD), "--playbook", playbook, *options]
+    if limit:
+        argv[2:2] = ["--host", limit] if "," not in limit and ":" not in limit else ["--group", limit]
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(LLMFLEET_RUNS_DIR=str(runs)),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.monotonic() - started
+    artifact = _newest_run(runs)
+    summary = json.loads((artifact / "summary.json").read_text()) if artifact and (artifact / "summary.json").exists() else {}
+    run = Run(label, argv, wall, proc.returncode, artifact, summary)
+    if check and proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:])
+        raise SystemExit(f"bench: {label} exited {proc.returncode}")
+    return run
+
+
+def playbook(label: str, limit: str, playbook: str = "site") -> Run:
+    """The same run as a bare `ansible-playbook`, no wrapper: the baseline for the wrapper's overhead."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--vault-password-file",
+            str(VAULT_PASSWORD), "--limit", limit, str(ROOT / "playbooks" / f"{playbook}.yml")]
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:])
+        raise SystemExit(f"bench: {label} exited {proc.returncode}")
+    return Run(label, argv, wall, proc.returncode, None, {"recap": _recap(proc.stdout)})
+
+
+def _recap(stdout: str) -> dict[str, dict[str, int]]:
+    hosts: dict[str, dict[str, int]] = {}
+    lines = stdout.splitlines()
+    if "PLAY RECAP" not in stdout:
+        return hosts
+    for line in lines[next(i for i, l in enumerate(lines) if l.startswith("PLAY RECAP")) + 1:]:
+        if ":" not in line:
+            continue
+        name, _, counts = line.partition(":")
+        hosts[name.strip()] = {k: int(v) for k, v in (p.split("=") for p in counts.split())}
+    return hosts
+
+
+def task_profile(run: Run, top: int = 15) -> list[tuple[float, str, str]]:
+    """The slowest tasks of a run (seconds, summed over hosts; name; file:line), from its job events."""
+    if run.artifact_dir is None:
+        return []
+    spent: dict[tuple[str, str], float] = defaultdict(float)
+    for path in (run.artifact_dir / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if event.get("event", "").startswith("runner_on_") and "duration" in data:
+            spent[(data.get("task", ""), data.get("task_path", ""))] += float(data["duration"] or 0)
+    ranked = sorted(((seconds, task, where) for (task, where), seconds in spent.items()), reverse=True)
+    return ranked[:top]
+
+
+def stats(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def container_exec(name: str, *argv: str) -> str:
+    proc = subprocess.run(["podman", "exec", name, *argv], env=_env(), check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc.stdout
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"bench": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["bench/run", *sys.argv[1:]]), **data}
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    log(f"results in {out.relative_to(ROOT)}")
+    return out
+
+
+def table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    headers = list(headers)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# Bytes a host receives as replies to connections it opened itself (downloads), counted by nftables
+# in the host's network namespace with this machine's nft. Traffic the host did not ask for (the
+# controller's SSH, laptops calling the server's APIs) and traffic between its own processes are not
+# downloads; the Ollama release mirror prepare.yml serves on the host's loopback is counted apart.
+_COUNTERS = """
+table inet llmbench
+delete table inet llmbench
+table inet llmbench {
+    counter network {}
+    counter mirror {}
+    counter dns {}
+    chain input {
+        type filter hook input priority -400; policy accept;
+        iifname "lo" tcp sport 8765 ct direction reply counter name "mirror" return
+        iifname "lo" return
+        udp sport 53 ct direction reply counter name "dns" return
+        ct direction reply counter name "network"
+    }
+}
+"""
+
+
+def _netns(host: str) -> list[str]:
+    pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", host], env=_env(), check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip()
+    return ["nsenter", "-t", pid, "-n"]
+
+
+def counters_reset(host: str) -> None:
+    subprocess.run([*_netns(host), "nft", "-f", "-"], input=_COUNTERS, text=True, check=True)
+
+
+def counters_read(host: str) -> dict[str, int]:
+    out = subprocess.run([*_netns(host), "nft", "-j", "list", "counters", "table", "inet", "llmbench"],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    counted = {}
+    for item in json.loads(out)["nftables"]:
+        if "counter" in item:
+            counted[item["counter"]["name"]] = int(item["counter"]["bytes"])
+    return counted
+
+
+def ollama_pulls(host: str, since: str) -> int:
+    """Model pulls Ollama served since `since` (UTC): its access log's POST /api/pull lines."""
+    journal = container_exec(host, "journalctl", "-u", "ollama", "--since", since, "--utc", "-o", "cat")
+    return sum(1 for line in journal.splitlines() if "/api/pull" in line and "POST" in line)

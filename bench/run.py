@@ -1,0 +1,164 @@
+"""llmfleet's benchmarks (bench/README.md): `bench/run NAME`, NAME one of noop, wrapper, scaling, bytes.
+
+Each prints a table and writes .cache/bench/results/NAME.json. Targets (issue 9) are checked as
+ratios and figures measured in the same run; a missed target is reported and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+import benchlib as b
+
+TARGETS = {"server_noop_s": 10.0, "laptop_noop_s": 5.0, "wrapper_overhead": 0.05,
+           "noop_10_vs_1": 1.5, "fresh_10_vs_1": 2.0, "rerun_bytes": 0}
+
+
+def converged() -> None:
+    """The whole bench fleet converged (a no-op if it already is)."""
+    b.log("converging the bench fleet")
+    run = b.provision("converge", "")
+    b.log(f"converged in {run.wall:.1f} s ({run.changed()} changes)")
+
+
+def _noop(label: str, host: str) -> b.Run:
+    run = b.provision(label, host)
+    if run.changed():
+        raise SystemExit(f"bench: a no-op run of {host} changed {run.changed()} task(s); fix idempotence first")
+    return run
+
+
+def bench_noop(repeat: int) -> bool:
+    """No-op re-converge of the team server and of a laptop, alternated."""
+    b.fleet_up()
+    converged()
+    targets = {b.SERVER: TARGETS["server_noop_s"], b.LAPTOPS[0]: TARGETS["laptop_noop_s"]}
+    runs: dict[str, list[b.Run]] = {host: [] for host in targets}
+    for host in targets:  # one warm-up each: SSH control sockets, the OS's page cache
+        _noop(f"noop-warmup-{host}", host)
+    for i in range(repeat):
+        for host in targets:
+            runs[host].append(_noop(f"noop-{host}-{i}", host))
+    rows, results, ok = [], {}, True
+    for host, target in targets.items():
+        walls = [r.wall for r in runs[host]]
+        tasks = runs[host][0].tasks(host)
+        ok_tasks = runs[host][0].hosts()[host]["ok"]
+        median = b.stats(walls)["median"]
+        met = median <= target
+        ok &= met
+        results[host] = {"walls": walls, **b.stats(walls), "tasks": tasks, "ok_tasks": ok_tasks,
+                         "tasks_per_s": tasks / median, "target_s": target, "met": met,
+                         "slowest": b.task_profile(runs[host][-1], 10)}
+        rows.append([host, f"{median:.1f} s", f"{min(walls):.1f}–{max(walls):.1f} s", tasks, ok_tasks,
+                     f"{tasks / median:.1f}", f"≤ {target:g} s", "met" if met else "MISSED"])
+    print(b.table(["host", "median", "range", "tasks", "ok", "tasks/s", "target", ""], rows))
+    for host, result in results.items():
+        print(f"\nslowest tasks of {host} (s, summed):")
+        for seconds, task, where in result["slowest"]:
+            print(f"  {seconds:6.2f}  {task}  ({where.split('/work/', 1)[-1]})")
+    b.save("noop", {"repeat": repeat, "hosts": results})
+    return ok
+
+
+def bench_wrapper(repeat: int) -> bool:
+    """`invoke provision` against a bare `ansible-playbook` of the same play, alternated."""
+    b.fleet_up()
+    converged()
+    host = b.LAPTOPS[0]
+    _noop("wrapper-warmup", host)
+    wrapped, bare = [], []
+    for i in range(repeat):
+        wrapped.append(_noop(f"wrapper-invoke-{i}", host).wall)
+        bare.append(b.playbook(f"wrapper-bare-{i}", host).wall)
+    ratio = b.stats(wrapped)["median"] / b.stats(bare)["median"]
+    met = ratio - 1 <= TARGETS["wrapper_overhead"]
+    print(b.table(["command", "median", "range"], [
+        ["invoke provision --host " + host, f"{b.stats(wrapped)['median']:.2f} s", f"{min(wrapped):.2f}–{max(wrapped):.2f} s"],
+        ["ansible-playbook --limit " + host, f"{b.stats(bare)['median']:.2f} s", f"{min(bare):.2f}–{max(bare):.2f} s"],
+    ]))
+    print(f"\noverhead: {100 * (ratio - 1):+.1f} % (target ≤ {100 * TARGETS['wrapper_overhead']:g} %): {'met' if met else 'MISSED'}")
+    b.save("wrapper", {"host": host, "invoke": wrapped, "bare": bare, "ratio": ratio, "met": met})
+    return met
+
+
+def bench_scaling(repeat: int) -> bool:
+    """Fresh converge and no-op of 1 laptop against 10, on a freshly created fleet."""
+    b.fleet_up(fresh=True)
+    b.log("converging the team server first (the laptops are pointed at it)")
+    b.provision("scaling-server", b.SERVER)
+    one, ten = b.LAPTOPS[0], ",".join(b.LAPTOPS[1:11])
+    b.log("fresh converge of 1 laptop")
+    fresh_one = b.provision("scaling-fresh-1", one)
+    b.log("fresh converge of 10 laptops")
+    fresh_ten = b.provision("scaling-fresh-10", ten)
+    noop_one, noop_ten = [], []
+    for i in range(repeat):
+        noop_one.append(_noop(f"scaling-noop-1-{i}", one).wall)
+        noop_ten.append(_noop(f"scaling-noop-10-{i}", ten).wall)
+    fresh_ratio = fresh_ten.wall / fresh_one.wall
+    noop_ratio = b.stats(noop_ten)["median"] / b.stats(noop_one)["median"]
+    met_fresh = fresh_ratio <= TARGETS["fresh_10_vs_1"]
+    met_noop = noop_ratio <= TARGETS["noop_10_vs_1"]
+    print(b.table(["run", "1 laptop", "10 laptops", "ratio", "target", ""], [
+        ["fresh converge", f"{fresh_one.wall:.1f} s", f"{fresh_ten.wall:.1f} s", f"{fresh_ratio:.2f}",
+         f"≤ {TARGETS['fresh_10_vs_1']:g}", "met" if met_fresh else "MISSED"],
+        ["no-op (median)", f"{b.stats(noop_one)['median']:.1f} s", f"{b.stats(noop_ten)['median']:.1f} s",
+         f"{noop_ratio:.2f}", f"≤ {TARGETS['noop_10_vs_1']:g}", "met" if met_noop else "MISSED"],
+    ]))
+    b.save("scaling", {"fresh_1": fresh_one.wall, "fresh_10": fresh_ten.wall, "fresh_ratio": fresh_ratio,
+                       "noop_1": noop_one, "noop_10": noop_ten, "noop_ratio": noop_ratio,
+                       "met": {"fresh": met_fresh, "noop": met_noop}})
+    return met_fresh and met_noop
+
+
+def bench_bytes(repeat: int) -> bool:
+    """Bytes every host receives during a re-run of the whole fleet, counted by nftables on each host."""
+    del repeat
+    b.fleet_up()
+    converged()
+    hosts = [b.SERVER, *b.LAPTOPS]
+    for host in hosts:
+        b.counters_reset(host)
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(1)
+    run = b.provision("bytes-rerun", "")
+    rows, results, total = [], {}, 0
+    for host in hosts:
+        counted = b.counters_read(host)
+        pulls = b.ollama_pulls(host, since)
+        results[host] = {**counted, "ollama_pulls": pulls}
+        downloaded = counted["network"] + counted["mirror"]
+        total += downloaded + pulls
+        rows.append([host, counted["network"], counted["mirror"], counted["dns"], pulls])
+    met = total == 0 and run.changed() == 0
+    print(b.table(["host", "bytes from the network (not SSH)", "bytes from the release mirror", "DNS bytes", "model pulls"], rows))
+    print(f"\nre-run of {len(hosts)} hosts: {run.changed()} changes, {total} bytes downloaded and pulls: "
+          f"{'met' if met else 'MISSED'} (target 0)")
+    b.save("bytes", {"hosts": results, "changed": run.changed(), "met": met})
+    return met
+
+
+BENCHES = {"noop": bench_noop, "wrapper": bench_wrapper, "scaling": bench_scaling, "bytes": bench_bytes}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("bench", choices=[*BENCHES, "all", "down"])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (default 5)")
+    args = parser.parse_args()
+    if args.bench == "down":
+        b.fleet_down()
+        return 0
+    names = list(BENCHES) if args.bench == "all" else [args.bench]
+    missed = [name for name in names if not BENCHES[name](args.repeat)]
+    if missed:
+        print(f"\ntargets missed: {', '.join(missed)}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
