@@ -63,3 +63,18 @@ def test_failing_nvidia_smi_is_reported(probe: ModuleType, tmp_path: Path) -> No
     gpus, error = probe.probe_nvidia(str(fake))
     assert gpus == []
     assert "exited 9" in error and "could not communicate" in error
+
+
+def test_memory_comes_from_meminfo_in_mib(probe: ModuleType) -> None:
+    text = "MemFree:         1000 kB\nMemTotal:       24684384 kB\nBuffers: 5 kB\n"
+    assert probe.parse_meminfo(text) == 24684384 // 1024
+
+
+def test_memory_without_a_total_is_zero(probe: ModuleType) -> None:
+    assert probe.parse_meminfo("MemFree: 1000 kB\n") == 0
+
+
+def test_memory_of_this_machine_matches_the_kernel(probe: ModuleType) -> None:
+    with open("/proc/meminfo", encoding="utf-8") as handle:
+        kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal:"))
+    assert probe.memory_mb("Linux") == kib // 1024 > 0

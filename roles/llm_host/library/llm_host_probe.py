@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Probe a host's accelerators in one round trip and classify the llmfleet host type."""
+"""Probe a host's accelerators, memory and CPUs in one round trip and classify the llmfleet host type."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ short_description: Report GPUs and the llmfleet host type of the target
 description:
   - Reads NVIDIA GPUs from C(nvidia-smi --query-gpu), AMD GPUs from sysfs (amdgpu + /dev/kfd) and
     Apple Silicon from the platform, then classifies the host as macos_arm64, linux_cuda, linux_rocm
-    or linux_cpu. Read-only; supports check mode.
+    or linux_cpu. Also reports the memory and the CPU count (what the hardware fact subset would
+    give, without its slow survey of mounts and devices). Read-only; supports check mode.
 options:
   nvidia_smi:
     description: Name or path of the nvidia-smi binary.
@@ -35,6 +36,8 @@ gpus: {description: "one dict per GPU: index, name, vram_mb, driver_version", ty
 vram_mb: {description: sum of the GPUs' memory in MiB (0 for none and for Apple unified memory), type: int, returned: always}
 nvidia_smi_error: {description: why a present nvidia-smi gave no GPUs, type: str, returned: always}
 detected_type: {description: the host type, or "unsupported", type: str, returned: always}
+ram_mb: {description: "total memory in MiB, as the memtotal_mb fact (0 when it cannot be read)", type: int, returned: always}
+cpu_count: {description: logical CPUs of the machine, as the processor_vcpus fact, type: int, returned: always}
 """
 
 NVIDIA_QUERY = "--query-gpu=index,name,memory.total,driver_version"
@@ -122,6 +125,27 @@ def probe_apple(system: str, arch: str) -> list[dict]:
     return [{"index": 0, "name": brand or "Apple Silicon", "vram_mb": 0, "driver_version": ""}]
 
 
+def parse_meminfo(text: str) -> int:
+    """MemTotal of /proc/meminfo in MiB (the kernel gives kB), 0 when absent."""
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name == "MemTotal" and value.split():
+            return int(value.split()[0]) // 1024
+    return 0
+
+
+def memory_mb(system: str) -> int:
+    """Total memory in MiB: /proc/meminfo on Linux, sysctl hw.memsize (bytes) on macOS."""
+    if system == "Linux":
+        return parse_meminfo(_read("/proc/meminfo"))
+    try:
+        out = subprocess.run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout.strip()
+    except OSError:
+        return 0
+    return int(out) // (1024 * 1024) if out.isdigit() else 0
+
+
 def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -157,6 +181,8 @@ def main() -> None:
         vram_mb=sum(gpu["vram_mb"] for gpu in gpus),
         nvidia_smi_error=error,
         detected_type=classify(system, arch, vendor),
+        ram_mb=memory_mb(system),
+        cpu_count=os.cpu_count() or 0,
     )
 
 
