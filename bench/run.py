@@ -134,11 +134,25 @@ def bench_bytes(repeat: int) -> bool:
         downloaded = counted["network"] + counted["mirror"]
         total += downloaded + pulls
         rows.append([host, counted["network"], counted["mirror"], counted["dns"], pulls])
-    met = total == 0 and run.changed() == 0
+    # The counters must be able to count: on one laptop, fetch the mirror's listing (loopback), call
+    # the team server's API (network), and pull a model it already has (one pull in Ollama's log).
+    control = b.LAPTOPS[0]
+    b.counters_reset(control)
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(1)
+    b.container_exec(control, "curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8765/")
+    b.container_exec(control, "curl", "-sf", "-o", "/dev/null", f"http://{b.SERVER}:11434/api/version")
+    b.container_exec(control, "curl", "-sf", "-o", "/dev/null", "-X", "POST", "http://127.0.0.1:11434/api/pull",
+                     "-d", '{"model": "nomic-embed-text", "stream": false}')
+    seen = {**b.counters_read(control), "ollama_pulls": b.ollama_pulls(control, since)}
+    counts = seen["network"] > 0 and seen["mirror"] > 0 and seen["ollama_pulls"] == 1
+    print(f"\ncontrol on {control} (a listing from the mirror, a call to the server, one pull): {seen}: "
+          f"{'the counters count' if counts else 'THE COUNTERS DO NOT COUNT'}")
+    met = total == 0 and run.changed() == 0 and counts
     print(b.table(["host", "bytes from the network (not SSH)", "bytes from the release mirror", "DNS bytes", "model pulls"], rows))
     print(f"\nre-run of {len(hosts)} hosts: {run.changed()} changes, {total} bytes downloaded and pulls: "
           f"{'met' if met else 'MISSED'} (target 0)")
-    b.save("bytes", {"hosts": results, "changed": run.changed(), "met": met})
+    b.save("bytes", {"hosts": results, "changed": run.changed(), "control": seen, "met": met})
     return met
 
 
