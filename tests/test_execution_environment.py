@@ -70,12 +70,12 @@ def pyproject_specifiers(*names: str) -> dict[str, str]:
     return {name: everything[name] for name in names}
 
 
-def test_ansible_versions_follow_pyproject(context: Path) -> None:
+def test_ansible_and_mitogen_versions_follow_pyproject(context: Path) -> None:
     installed_in_base = specifiers(build_arg_default(context, "ANSIBLE_INSTALL_REFS").split())
     assert installed_in_base == pyproject_specifiers("ansible-core", "ansible-runner")
     requirements = [line for line in (context / "_build" / "requirements.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#")]
-    assert specifiers(requirements) == pyproject_specifiers("ansible")
+    assert specifiers(requirements) == pyproject_specifiers("ansible", "mitogen")
 
 
 def test_base_image_is_a_build_argument_without_a_registry(context: Path) -> None:
