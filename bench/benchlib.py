@@ -94,37 +94,37 @@ def _newest_run(folder: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def provision(label: str, limit: str, *options: str, playbook: str = "site", check: bool = True) -> Run:
-    """`invoke provision` as a user types it, against the bench fleet; timed from start to exit."""
-    runs = RUNS / label
-    argv = [str(VENV_BIN / "invoke"), "provision", "--inventory", str(INVENTORY),
-            "--vault-password-file", str(VAULT_PASSWORD), "--playbook", playbook, *options]
-    if limit:
-        argv[2:2] = ["--host", limit] if "," not in limit and ":" not in limit else ["--group", limit]
+def _timed(label: str, argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run `argv` from the project root; its wall time and output. A failed run stops the benchmark."""
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(LLMFLEET_RUNS_DIR=str(runs)),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wall = time.monotonic() - started
-    artifact = _newest_run(runs)
-    summary = json.loads((artifact / "summary.json").read_text()) if artifact and (artifact / "summary.json").exists() else {}
-    run = Run(label, argv, wall, proc.returncode, artifact, summary)
-    if check and proc.returncode != 0:
-        sys.stdout.write(proc.stdout[-4000:])
-        raise SystemExit(f"bench: {label} exited {proc.returncode}")
-    return run
-
-
-def playbook(label: str, limit: str, playbook: str = "site") -> Run:
-    """The same run as a bare `ansible-playbook`, no wrapper: the baseline for the wrapper's overhead."""
-    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--vault-password-file",
-            str(VAULT_PASSWORD), "--limit", limit, str(ROOT / "playbooks" / f"{playbook}.yml")]
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.monotonic() - started
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-4000:])
         raise SystemExit(f"bench: {label} exited {proc.returncode}")
-    return Run(label, argv, wall, proc.returncode, None, {"recap": _recap(proc.stdout)})
+    return wall, proc.stdout
+
+
+def provision(label: str, limit: str) -> Run:
+    """`invoke provision` of site.yml as a user types it, against the bench fleet (`limit`: one host,
+    several joined by commas, or "" for all); timed from start to exit."""
+    runs = RUNS / label
+    argv = [str(VENV_BIN / "invoke"), "provision", "--inventory", str(INVENTORY),
+            "--vault-password-file", str(VAULT_PASSWORD)]
+    if limit:
+        argv += ["--host", limit] if "," not in limit else ["--group", limit]
+    wall, _ = _timed(label, argv, _env(LLMFLEET_RUNS_DIR=str(runs)))
+    artifact = _newest_run(runs)
+    summary = json.loads((artifact / "summary.json").read_text()) if artifact and (artifact / "summary.json").exists() else {}
+    return Run(label, argv, wall, 0, artifact, summary)
+
+
+def playbook(label: str, limit: str) -> Run:
+    """The same run as a bare `ansible-playbook` of site.yml, no wrapper: the baseline for the wrapper's overhead."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--vault-password-file",
+            str(VAULT_PASSWORD), "--limit", limit, str(ROOT / "playbooks" / "site.yml")]
+    wall, stdout = _timed(label, argv, _env())
+    return Run(label, argv, wall, 0, None, {"recap": _recap(stdout)})
 
 
 def _recap(stdout: str) -> dict[str, dict[str, int]]:
