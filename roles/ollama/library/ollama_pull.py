@@ -148,10 +148,10 @@ def main() -> None:
     for name in ("timeout", "retries", "delay"):
         if params[name] < (1 if name == "timeout" else 0):
             module.fail_json(msg=f"ollama_pull: {name} is {params[name]}, which is out of range")
-    models = list(dict.fromkeys(params["models"]))
     if module.check_mode:
+        models = list(dict.fromkeys(params["models"]))
         module.exit_json(changed=bool(models), pulled=models, failed_models=[], results=[])
-    results = pull_all(params["url"], models, params["timeout"], params["retries"], params["delay"])
+    results = pull_all(params["url"], params["models"], params["timeout"], params["retries"], params["delay"])
     pulled = [r["model"] for r in results if r["status"] == 200]
     failed = [r["model"] for r in results if r["status"] != 200]
     outcome = {"changed": bool(pulled), "pulled": pulled, "failed_models": failed, "results": results}
