@@ -117,6 +117,9 @@ CASES = [
          ("continue_models", "model 'Chat': roles must be a list of chat, autocomplete")),
     Case("continue-user-without-account", "dev_laptops", {"continue_users": ["no-such-dev"]},
          ("continue_users names no-such-dev", "Create the account first")),
+    # Debian's `nobody` has /nonexistent as its home.
+    Case("continue-user-without-home", "dev_laptops", {"continue_users": ["nobody"]},
+         ("missing home directory for nobody", "nothing was written")),
     Case("continue-api-base-not-a-url", "dev_laptops", {"continue_ollama_api_base": "localhost:11434"},
          ("continue_ollama_api_base", "is not an http(s):// URL")),
     Case("continue-setting-of-wrong-type", "dev_laptops", {"continue_vscode_extension": "maybe"},
