@@ -164,10 +164,45 @@ def container_exec(name: str, *argv: str) -> str:
     return proc.stdout
 
 
+def _loop() -> None:
+    total = 0
+    for i in range(10_000_000):
+        total += i * i
+
+
+def machine_speed(runs: int = 3) -> float:
+    """Seconds a fixed pure-Python loop takes on this machine now (the fastest of `runs`).
+
+    This machine's speed drifts: the same loop has taken twice as long as half an hour before, with
+    nothing else running here. Each result records it before and after its runs, so figures taken
+    at different speeds are not compared as if they were alike.
+    """
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        _loop()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+_SPEED_AT_START: list[float] = []
+
+
+def note_speed() -> float:
+    """Measure and remember the machine's speed at the start of a benchmark."""
+    speed = machine_speed()
+    _SPEED_AT_START.append(speed)
+    log(f"machine speed: a fixed Python loop takes {speed:.3f} s (lower is faster)")
+    return speed
+
+
 def save(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    end = machine_speed()
+    log(f"machine speed: a fixed Python loop takes {end:.3f} s at the end")
     data = {"bench": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["bench/run", *sys.argv[1:]]), **data}
+            "command": " ".join(["bench/run", *sys.argv[1:]]),
+            "machine_speed_s": {"start": _SPEED_AT_START[-1] if _SPEED_AT_START else None, "end": end}, **data}
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     log(f"results in {out.relative_to(ROOT)}")

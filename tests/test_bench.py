@@ -54,3 +54,8 @@ def test_task_profile_sums_each_task_over_hosts(benchlib: ModuleType, tmp_path: 
 def test_run_counts_ok_and_skipped_as_tasks(benchlib: ModuleType) -> None:
     run = benchlib.Run("x", [], 6.2, 0, None, {"hosts": {"h": {"ok": 77, "changed": 0, "skipped": 25}}})
     assert run.tasks("h") == 102 and run.changed() == 0
+
+
+def test_machine_speed_is_a_positive_duration(benchlib: ModuleType) -> None:
+    speed = benchlib.machine_speed(runs=1)
+    assert 0 < speed < 60
