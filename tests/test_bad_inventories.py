@@ -42,11 +42,18 @@ WATCHED = [Path(p) for p in ("/opt/llmfleet", "/etc/ollama", "/etc/vllm", "/etc/
                              "/usr/local/bin/uv", "/usr/local/bin/ollama", "/etc/ansible/facts.d/llm_host.fact")]
 
 CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8000}
+# A valid, exposed team server for the cases about what laptops ask of it (it passes the preflight).
+TEAM_SERVER = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan", "vllm_models": [CODER],
+               "ollama_models": ["qwen2.5-coder:7b"]}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One bad inventory: a host of `group` with `hostvars`, whose failure must contain `expect`."""
+    """One bad inventory: a host of `group` with `hostvars`, whose failure must contain `expect`.
+
+    `extra` holds other hosts the case needs ({name: (group, vars)}, e.g. its team server); they
+    must pass the preflight themselves.
+    """
 
     name: str
     group: str
@@ -71,7 +78,8 @@ CASES = [
          ("ollama_models: model 'qwen3:8b': memory_gb must be a positive number (GiB), got '8GB'",)),
     Case("negative-memory-budget", "dev_laptops", {"ollama_memory_budget_mb": -1024},
          ('ollama_memory_budget_mb is "-1024"', "whole number of MiB")),
-    Case("prune-with-empty-list", "dev_laptops", {"ollama_models": [], "ollama_models_prune": True},
+    Case("prune-with-empty-list", "dev_laptops",
+         {"ollama_models": [], "ollama_models_prune": True, "ollama_models_from_clients": False},
          ("ollama_models_prune is true but ollama_models and ollama_custom_models are empty",
           "set ollama_models_prune: false")),
     Case("mirror-url-without-scheme", "dev_laptops", {"ollama_download_base_url": "mirror.internal/ollama"},
@@ -128,6 +136,21 @@ CASES = [
     Case("continue-vllm-model-without-server", "dev_laptops",
          {"continue_models": [{"name": "Team", "provider": "vllm", "model": "coder"}]},
          ("model 'Team': provider vllm needs apiBase or continue_vllm_api_base",)),
+    # A laptop asks the team server's Ollama for a model the server's inventory does not give it.
+    Case("continue-model-not-served-by-team-server", "dev_laptops",
+         {"llm_host_team_server": "served-team-gpu",
+          "continue_models": [{"name": "Team chat", "provider": "ollama", "model": "qwen3:32b",
+                               "apiBase": "http://team-gpu.lan:11434"}]},
+         ("Continue config of root (model 'Team chat'): the team server served-team-gpu does not serve 'qwen3:32b'",
+          "add it to ollama_models of served-team-gpu"),
+         extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
+    # ... or its vLLM server for a model it does not serve (vLLM answers 404 to any other name).
+    Case("continue-model-not-a-team-vllm-model", "dev_laptops",
+         {"llm_host_team_server": "served-team-gpu",
+          "continue_models": [{"name": "Team coder", "provider": "vllm", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}]},
+         ("the team server served-team-gpu's vLLM server at http://team-gpu.lan:8000/v1 serves 'coder', not "
+          "'Qwen/Qwen2.5-Coder-1.5B-Instruct'", "set model: coder"),
+         extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
 ]
 
 
@@ -154,7 +177,9 @@ def _existing() -> list[Path]:
 def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[Path], list[Path]]:
     """One preflight run over every case (a host each); the watched paths before and after it."""
     tmp = tmp_path_factory.mktemp("bad")
-    inventory = _inventory(tmp / "inventory", {case.name: (case.group, case.hostvars) for case in CASES})
+    hosts = {name: host for case in CASES for name, host in case.extra.items()}
+    hosts.update({case.name: (case.group, case.hostvars) for case in CASES})
+    inventory = _inventory(tmp / "inventory", hosts)
     before = _existing()
     result = _preflight(inventory, tmp / "runs")
     return result, before, _existing()

@@ -20,6 +20,7 @@ def test_laptop_gets_the_exposed_servers_urls_by_name() -> None:
     assert result == {
         "server": "team-gpu", "exposed": True, "address": "team-gpu.lan",
         "ollama_url": "http://team-gpu.lan:11434",
+        "ollama_models": [],
         "open_webui_url": "http://team-gpu.lan:3000",
         "vllm_urls": {"coder": "http://team-gpu.lan:8001/v1", "rerank": "http://team-gpu.lan:8002/v1"},
         "vllm_url": "http://team-gpu.lan:8001/v1",
@@ -48,3 +49,66 @@ def test_address_falls_back_to_ansible_host_then_the_inventory_name() -> None:
 
 def test_no_team_server() -> None:
     assert team.team_endpoints("", "alice-mbp", None) == {"server": "", "exposed": False, "address": ""}
+
+
+def _use(model: str, api_base: str, provider: str = "ollama") -> dict[str, str]:
+    return {"provider": provider, "model": model, "api_base": api_base, "by": f"Continue config of alice (model {model!r})"}
+
+
+SERVED = {**SERVER, "ollama_models": ["qwen2.5-coder:32b", {"name": "library/nomic-embed-text", "memory_gb": 1}],
+          "ollama_custom_models": [{"name": "team-reviewer", "from": "qwen2.5-coder:32b"}]}
+
+
+def test_the_team_servers_ollama_list_is_published_normalised() -> None:
+    result = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
+    assert result["ollama_models"] == ["qwen2.5-coder:32b", "nomic-embed-text:latest", "team-reviewer:latest"]
+    # A list of the wrong type is the server's own preflight's to refuse; it serves nothing here.
+    assert team.team_endpoints("team-gpu", "alice-mbp", {**SERVER, "ollama_models": "qwen3"})["ollama_models"] == []
+
+
+def test_models_the_team_server_serves_pass() -> None:
+    endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
+    uses = [_use("qwen2.5-coder:32b", "http://team-gpu.lan:11434"),
+            _use("nomic-embed-text:latest", "http://TEAM-GPU.lan:11434/"),
+            _use("team-reviewer", "http://10.0.0.5:11434"),  # the server's ansible_host
+            _use("coder", "http://team-gpu.lan:8001/v1", "vllm"),
+            _use("rerank", "http://team-gpu.lan:8002/v1", "openai"),
+            # Served elsewhere: not the team server's business.
+            _use("qwen3:8b", "http://localhost:11434"), _use("gpt-x", "https://api.example.com/v1", "openai")]
+    assert team.team_model_errors(uses, endpoints, ["10.0.0.5"]) == []
+
+
+def test_a_model_the_team_servers_ollama_lacks_is_named_with_the_fix() -> None:
+    endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
+    errors = team.team_model_errors([_use("qwen3:32b", "http://team-gpu.lan:11434")], endpoints)
+    assert errors == ["Continue config of alice (model 'qwen3:32b'): the team server team-gpu does not serve "
+                      "'qwen3:32b' from its Ollama: add it to ollama_models of team-gpu (its host_vars or "
+                      "group_vars/gpu_servers/), or serve the model from this host's own Ollama (apiBase "
+                      "http://localhost:11434)"]
+
+
+def test_a_vllm_model_must_be_the_name_that_server_serves() -> None:
+    endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
+    errors = team.team_model_errors([_use("Qwen/Qwen2.5-Coder-32B", "http://team-gpu.lan:8001/v1", "vllm")], endpoints)
+    assert len(errors) == 1 and "serves 'coder', not 'Qwen/Qwen2.5-Coder-32B': set model: coder" in errors[0]
+
+
+def test_a_port_of_the_team_server_where_nothing_listens_is_an_error() -> None:
+    endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
+    errors = team.team_model_errors([_use("coder", "http://team-gpu.lan:9000/v1", "openai"),
+                                     _use("coder", "http://team-gpu.lan:11434", "openai")], endpoints)
+    assert "nothing of llmfleet's listens there" in errors[0]
+    assert "use provider ollama there" in errors[1]
+
+
+def test_no_check_without_a_team_server_or_on_the_server_itself() -> None:
+    uses = [_use("qwen3:32b", "http://team-gpu.lan:11434")]
+    assert team.team_model_errors(uses, team.team_endpoints("", "alice-mbp", None)) == []
+    assert team.team_model_errors(uses, team.team_endpoints("team-gpu", "team-gpu", SERVED)) == []
+
+
+def test_a_model_on_an_unexposed_team_server_is_an_error() -> None:
+    unexposed = team.team_endpoints("team-gpu", "alice-mbp", {**SERVED, "llm_host_expose": False})
+    errors = team.team_model_errors([_use("qwen2.5-coder:32b", "http://10.0.0.5:11434"),
+                                     _use("qwen3:8b", "http://localhost:11434")], unexposed, ["10.0.0.5"])
+    assert len(errors) == 1 and "does not expose its services (llm_host_expose is false there" in errors[0]

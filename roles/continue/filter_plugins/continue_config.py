@@ -227,6 +227,36 @@ def config_errors(settings: Mapping[str, Any]) -> list[str]:
     return _build(settings)[1]
 
 
+def model_uses(all_settings: Any) -> list[dict[str, str]]:
+    """Every model the developers' configs use and where: [{provider, model, api_base, by}].
+
+    `all_settings` is the list of per-developer settings (continue_user_settings). The ollama role
+    pulls the ones served by its own Ollama from this (so a model is never listed twice), and
+    llm_host checks that the ones the team server is asked for are served there. Settings with
+    problems give what can be read of them: the preflight reports the problems themselves.
+    """
+    if not isinstance(all_settings, Sequence) or isinstance(all_settings, str):
+        return []
+    uses: list[dict[str, str]] = []
+    for settings in all_settings:
+        if not isinstance(settings, Mapping):
+            continue
+        try:
+            data, _ = _build(settings)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            continue
+        for model in data.get("models") or []:
+            if not isinstance(model, Mapping) or not isinstance(model.get("model"), str) or not model.get("model"):
+                continue
+            uses.append({
+                "provider": str(model.get("provider") or ""),
+                "model": model["model"],
+                "api_base": str(model.get("apiBase") or ""),
+                "by": f"Continue config of {settings.get('name')} (model {model.get('name')!r})",
+            })
+    return uses
+
+
 def _digest(body: str) -> str:
     # Blank lines at either end do not count: the template engine may add or drop a final newline.
     return hashlib.sha1(body.strip("\n").encode()).hexdigest()  # noqa: S324 - change detection, not security
@@ -264,6 +294,7 @@ class FilterModule:
             "continue_user_errors": user_errors,
             "continue_config": config,
             "continue_config_errors": config_errors,
+            "continue_model_uses": model_uses,
             "continue_seal": seal,
             "continue_file_state": file_state,
         }

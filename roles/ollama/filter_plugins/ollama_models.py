@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -86,6 +87,61 @@ def model_errors(declared: Iterable[Any], custom: Iterable[Any] = ()) -> list[st
         if not isinstance(entry.get("parameters", {}), Mapping):
             errors.append(f"{label}: parameters must be a mapping")
     return errors
+
+
+def _served_here(api_base: str, own_hosts: Iterable[str], port: int) -> bool:
+    """Whether an Ollama URL (http://localhost:11434) is this host's own Ollama."""
+    try:
+        url = urlsplit(api_base.strip())
+        url_port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:
+        return False
+    hosts = {str(h).strip("[]").lower() for h in own_hosts if h}
+    return url.scheme in ("http", "https") and (url.hostname or "") in hosts and url_port == int(port)
+
+
+def client_models(uses: Any, own_hosts: Iterable[str], port: int) -> dict[str, Any]:
+    """The models clients on this host take from its own Ollama, to pull without listing them twice.
+
+    `uses` are [{provider, model, api_base, by}] as the continue and open_webui roles publish them;
+    those with provider ollama whose api_base is one of `own_hosts` at `port` count. Returns
+    {models: [normalised names, in order], by: {name: [who uses it]}, errors: [messages]}.
+    """
+    models: list[str] = []
+    by: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for use in uses if isinstance(uses, Iterable) and not isinstance(uses, (str, Mapping)) else []:
+        if not isinstance(use, Mapping) or use.get("provider") != "ollama":
+            continue
+        if not _served_here(str(use.get("api_base") or ""), own_hosts, port):
+            continue
+        try:
+            name = model_name(use.get("model", ""))
+        except ValueError as error:
+            errors.append(f"{use.get('by', 'a client')}: {error}")
+            continue
+        if name not in by:
+            models.append(name)
+        by.setdefault(name, []).append(str(use.get("by", "")))
+    return {"models": models, "by": by, "errors": errors}
+
+
+def with_models(declared: Any, extra: Iterable[str]) -> Any:
+    """`declared` (ollama_models) followed by the names in `extra` it does not already hold.
+
+    A declared entry wins over a derived one (it may give memory_gb). Entries that are not valid
+    are kept as they are, for the preflight to name.
+    """
+    if not isinstance(declared, (list, tuple)):
+        return declared  # not a list: left for the preflight to refuse
+    entries = list(declared)
+    names = set()
+    for entry in entries:
+        try:
+            names.add(_entry(entry)[0])
+        except ValueError:
+            continue
+    return entries + [name for name in extra or [] if name not in names]
 
 
 def estimate_mb(name: str, gb_per_billion: float, overhead_gb: float) -> int | None:
@@ -192,6 +248,8 @@ class FilterModule:
             "ollama_model_name": model_name,
             "ollama_model_errors": model_errors,
             "ollama_model_plan": model_plan,
+            "ollama_client_models": client_models,
+            "ollama_with_models": with_models,
             "ollama_custom_model_drift": custom_model_drift,
             "ollama_sha256sums": sha256sums,
         }

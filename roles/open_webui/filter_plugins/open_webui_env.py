@@ -129,6 +129,28 @@ def vllm_connections(vllm_models: Iterable[Any], enabled: Any = "auto", host_typ
     return connections
 
 
+def model_uses(environment: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The Ollama models this server's settings name, and where: [{provider, model, api_base, by}].
+
+    From the server's effective environment (the inventory's values already on top): the embedding
+    model when embeddings go through Ollama (RAG_OLLAMA_BASE_URL, else the first Ollama server), and
+    the task model (TASK_MODEL, always an Ollama model). The ollama role pulls those its own Ollama
+    serves, so they need not be listed in ollama_models as well.
+    """
+    env = environment if isinstance(environment, Mapping) else {}
+    urls = [u for u in str(env.get("OLLAMA_BASE_URLS") or "").split(";") if u]
+    first = urls[0] if urls else ""
+    uses = []
+    if str(env.get("RAG_EMBEDDING_ENGINE") or "") == "ollama" and env.get("RAG_EMBEDDING_MODEL"):
+        uses.append({"provider": "ollama", "model": str(env["RAG_EMBEDDING_MODEL"]),
+                     "api_base": str(env.get("RAG_OLLAMA_BASE_URL") or first),
+                     "by": "Open WebUI's embedding model (open_webui_rag_embedding_model)"})
+    if env.get("TASK_MODEL") and first:
+        uses.append({"provider": "ollama", "model": str(env["TASK_MODEL"]), "api_base": first,
+                     "by": "Open WebUI's task model (TASK_MODEL in open_webui_environment)"})
+    return uses
+
+
 class FilterModule:
     """Open WebUI environment filters."""
 
@@ -139,4 +161,5 @@ class FilterModule:
             "open_webui_placeholders": placeholders,
             "open_webui_exposure_errors": exposure_errors,
             "open_webui_vllm_connections": vllm_connections,
+            "open_webui_model_uses": model_uses,
         }
