@@ -163,3 +163,28 @@ def test_open_webui_model_uses_follow_its_effective_environment() -> None:
         ("nomic-embed-text", "http://other:11434"), ("qwen2.5:3b", "http://127.0.0.1:11434")]
     # Local sentence-transformers embeddings need nothing from Ollama.
     assert ow.model_uses({**env, "RAG_EMBEDDING_ENGINE": "", "TASK_MODEL": None}) == []
+
+
+@pytest.mark.parametrize(("facts", "models"), [
+    # The seed's MacBook: 16 GB shared with the GPU.
+    ({"type": "macos_arm64", "ram_mb": 16384, "vram_mb": 0},
+     ["qwen2.5-coder:7b", "nomic-embed-text:latest", "qwen2.5-coder:7b-base"]),
+    ({"type": "macos_arm64", "ram_mb": 8192, "vram_mb": 0},
+     ["qwen2.5-coder:3b", "nomic-embed-text:latest", "qwen2.5-coder:1.5b-base"]),
+    ({"type": "linux_cpu", "ram_mb": 65536, "vram_mb": 0},
+     ["qwen2.5-coder:14b", "nomic-embed-text:latest", "qwen2.5-coder:7b-base"]),
+    # A GPU host is sized by its GPU memory.
+    ({"type": "linux_cuda", "ram_mb": 131072, "vram_mb": 8192},
+     ["qwen2.5-coder:3b", "nomic-embed-text:latest", "qwen2.5-coder:7b-base"]),
+])
+def test_the_default_inventory_gives_the_seeds_models_sized_to_the_machine(
+        tmp_path: Path, facts: dict[str, Any], models: list[str]) -> None:
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STRATEGY": "linear",
+           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(ROOT / "inventory/local"),
+                          str(ROOT / "tests/playbooks/ollama_client_models.yml"),
+                          "-e", json.dumps({"out_dir": str(tmp_path), "llm_host_facts": facts})],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((tmp_path / "localhost.json").read_text())["models"] == models
