@@ -92,6 +92,7 @@ def test_success_run(two_hosts: Path, project_dir: Path, runs_dir: Path, out_dir
 
     summary = json.loads((result.artifact_dir / "summary.json").read_text())
     assert summary["exit_code"] == 0 and summary["status"] == "successful"
+    assert summary["errors"] == []  # ansible's messages are kept only when no host result explains the exit
     assert summary["request"]["playbook"] == str(PLAYBOOKS / "success.yml")
     assert summary["request"]["extravars"]["marker"] == marker
     assert summary["hosts"]["h2"] == {
@@ -155,6 +156,11 @@ def test_no_targeted_host_fails(two_hosts: Path, project_dir: Path, runs_dir: Pa
     assert result.rc == 0 and result.hosts == {}
     assert result.exit_code == ExitCode.FAILED
     assert "no host" in result.exit_reason
+    # ansible's warning says why, and the summary shows it.
+    assert result.errors == ("[WARNING]: Could not match supplied host pattern, ignoring: no_such_group",)
+    console, buffer = plain_console()
+    render_summary(result, console)
+    assert "  [WARNING]: Could not match supplied host pattern, ignoring: no_such_group\n" in buffer.getvalue()
 
 
 def test_check_diff_records_changes_without_applying(

@@ -14,10 +14,17 @@ Exit codes (returned by `invoke provision`, shared by later commands):
 A failure outranks unreachability: 1 wins over 3. Counts follow ansible's PLAY RECAP: `ok`
 includes `changed` and `ignored` results, and a failure caught by a `rescue:` block counts as
 `rescued`, not `failed`.
+
+When no host result explains the exit (ansible-playbook stopped on an error of its own, or targeted
+no host), the reason is only in ansible's own messages: `ansible_messages` picks them out of its
+output, and the summary prints them with the file and line ansible gave.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -32,6 +39,12 @@ from rich.text import Text
 # ansible-playbook's return code when hosts were unreachable (and for parser errors: ansible
 # shares the value, so it only means "unreachable" when the recap shows unreachable hosts).
 ANSIBLE_RC_UNREACHABLE = 4
+
+# Lines of ansible's messages kept for a run it stopped: a traceback must not flood the summary.
+# The whole output stays in the run folder's `stdout`.
+MESSAGE_LINES = 40
+SECRET_MASK = "********"
+_SECRET_LINE_MIN = 6
 
 
 class ExitCode(IntEnum):
@@ -88,6 +101,9 @@ class RunResult:
     started: datetime
     finished: datetime
     custom_stats: dict[str, Any] = field(default_factory=dict)
+    # ansible's own error and warning lines (ansible_messages), kept when they are the only
+    # explanation of the exit: see `needs_ansible_messages`.
+    errors: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
@@ -98,20 +114,34 @@ class RunResult:
         """One line explaining `exit_code` for this run."""
         return self._decide()[1]
 
-    def _decide(self) -> tuple[ExitCode, str]:
+    @property
+    def needs_ansible_messages(self) -> bool:
+        """Whether no host result explains the exit: ansible-playbook stopped on an error of its
+        own (syntax, vault, missing role or module, --limit matching nothing ...) or targeted no host."""
+        return self._decide()[2]
+
+    def _decide(self) -> tuple[ExitCode, str, bool]:
         failed = sorted(h for h, s in self.hosts.items() if s.failed)
         unreachable = sorted(h for h, s in self.hosts.items() if s.unreachable)
         if self.status in ("timeout", "canceled"):
-            return ExitCode.FAILED, f"the run was {'canceled' if self.status == 'canceled' else 'timed out'}"
+            return ExitCode.FAILED, f"the run was {'canceled' if self.status == 'canceled' else 'timed out'}", False
         if failed:
-            return ExitCode.FAILED, f"failed on {', '.join(failed)}"
+            return ExitCode.FAILED, f"failed on {', '.join(failed)}", False
         if self.status != "successful" and not (unreachable and self.rc == ANSIBLE_RC_UNREACHABLE):
-            return ExitCode.FAILED, f"ansible-playbook stopped with rc {self.rc}; see stdout in the run folder"
+            return ExitCode.FAILED, self._stop_reason(), True
         if not self.hosts:
-            return ExitCode.FAILED, "no host was targeted (empty group or wrong --limit?)"
+            return ExitCode.FAILED, "no host was targeted (empty group or wrong --limit?)", True
         if unreachable:
-            return ExitCode.UNREACHABLE, f"unreachable: {', '.join(unreachable)}"
-        return ExitCode.OK, f"all {len(self.hosts)} host(s) ok"
+            return ExitCode.UNREACHABLE, f"unreachable: {', '.join(unreachable)}", False
+        return ExitCode.OK, f"all {len(self.hosts)} host(s) ok", False
+
+    def _stop_reason(self) -> str:
+        """ansible's first error message, when there is one: the exit line then says what happened."""
+        first = next((line for line in self.errors if _ERROR_START.match(line)), "")
+        first = _ERROR_START.sub("", first, count=1).strip()
+        if first:
+            return f"ansible-playbook stopped with rc {self.rc}: {first}"
+        return f"ansible-playbook stopped with rc {self.rc}; see stdout in the run folder"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as written to summary.json."""
@@ -127,7 +157,116 @@ class RunResult:
             "failures": [asdict(f) for f in self.failures],
             "changes": [{"host": c.host, "task": c.task, "diffs": list(c.diffs)} for c in self.changes],
             "custom_stats": self.custom_stats,
+            "errors": list(self.errors),
         }
+
+
+# A message block starts with one of ansible's prefixes: `[ERROR]:` / `[WARNING]:` (ansible-core
+# 2.19 on), `ERROR!` (before 2.19); the lines up to the next prefix belong to it.
+_BLOCK_START = re.compile(r"^(\[ERROR\]:|ERROR!|\[WARNING\]:|\[DEPRECATION WARNING\]:)")
+_ERROR_START = re.compile(r"^(\[ERROR\]:|ERROR!)")
+# Where ansible says the error is: `Origin: <file>[:line[:column]]` (2.19 on), or
+# `The error appears to (be|have been) in '<file>': line N, column M` (before).
+_ORIGIN = re.compile(
+    r"^Origin: (?P<path>.+?)(?::\d+){0,2}$|^The error appears to (?:be|have been) in '(?P<legacy>[^']+)'"
+)
+# The source excerpt under an origin (2.19 on): numbered lines and the `^ column N` mark. Before
+# 2.19, every line after _OFFENDING is source.
+_SOURCE_LINE = re.compile(r"^(\s*\d+(\s.*)?|\s+\^.*)$")
+_OFFENDING = "The offending line appears to be:"
+_SOURCE_HIDDEN = "(source not shown: content encrypted)"  # ansible's own words for a vaulted origin
+
+
+def ansible_messages(
+    *outputs: str,
+    secrets: Iterable[str] = (),
+    hides_source: Callable[[str], bool] = lambda path: False,
+    limit: int = MESSAGE_LINES,
+) -> list[str]:
+    """ansible's error and warning blocks in `outputs` (stretches of its output outside host
+    results, in order), to show.
+
+    Each `[ERROR]:`, `ERROR!` or `[WARNING]:` line starts a block that runs to the next one or to
+    the end of its stretch: the message, the `Origin:` file:line and the source excerpt ansible
+    shows. Lines before a stretch's first block are not ansible's messages. Deprecation warnings
+    are left out. Errors come first within `limit` lines, then warnings (they often say why, e.g.
+    an inventory that did not parse), printed in ansible's order; a note counts what was cut.
+
+    Every value in `secrets` is replaced by SECRET_MASK, and the excerpt under an origin for which
+    `hides_source(path)` holds is dropped (a vault-encrypted file must not show decrypted lines).
+    """
+    secrets = list(secrets)
+    blocks: list[list[str]] = []
+    for output in outputs:
+        in_block = False
+        for line in _scrub(output.replace("\r\n", "\n"), secrets).split("\n"):
+            if _BLOCK_START.match(line):
+                blocks.append([])
+                in_block = True
+            if in_block:
+                blocks[-1].append(line.rstrip())
+    blocks = [_tidy(_hide_sources(b, hides_source)) for b in blocks if not b[0].startswith("[DEPRECATION")]
+    chosen: dict[int, list[str]] = {}
+    budget = limit
+    for index, block in sorted(enumerate(blocks), key=lambda pair: not _ERROR_START.match(pair[1][0])):
+        if budget <= 0:
+            break
+        chosen[index] = block[:budget]
+        budget -= len(chosen[index])
+    lines: list[str] = []
+    for index in sorted(chosen):
+        if lines and not _BLOCK_START.match(lines[-1]):
+            lines.append("")  # as ansible prints them: a blank line after a block of several lines
+        lines.extend(chosen[index])
+    cut = sum(map(len, blocks)) - sum(map(len, chosen.values()))
+    if cut:
+        lines.append(f"... {cut} more line(s) in the run folder's stdout")
+    return lines
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret masked: as written, as repr/JSON quote it, and each line of a
+    multi-line one (a message may show a single line of a key)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.update((secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]))
+            # A short line ("}", "---") is no secret alone, and masking it would garble the message.
+            forms.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= _SECRET_LINE_MIN)
+    for form in sorted(forms - {""}, key=len, reverse=True):
+        text = text.replace(form, SECRET_MASK)
+    return text
+
+
+def _hide_sources(block: list[str], hides_source: Callable[[str], bool]) -> list[str]:
+    """`block` without the excerpt lines under an origin whose source must not be shown."""
+    kept: list[str] = []
+    hiding = excerpt = noted = False
+    for line in block:
+        origin = _ORIGIN.match(line)
+        if origin or line == "<<< caused by >>>":
+            hiding = bool(origin) and hides_source(origin["path"] or origin["legacy"])
+            excerpt = noted = False
+        elif hiding and line == _OFFENDING:
+            excerpt = True
+        elif hiding and line.strip() and (excerpt or _SOURCE_LINE.match(line)):
+            if not noted:
+                kept.append(_SOURCE_HIDDEN)
+                noted = True
+            continue
+        kept.append(line)
+    return kept
+
+
+def _tidy(block: list[str]) -> list[str]:
+    """No leading or trailing blank lines, no runs of them."""
+    tidy: list[str] = []
+    for line in block:
+        if line or (tidy and tidy[-1]):
+            tidy.append(line)
+    while tidy and not tidy[-1]:
+        tidy.pop()
+    return tidy
 
 
 COUNT_COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped")
@@ -144,7 +283,8 @@ def count_cells(stats: HostStats) -> list[Text]:
 
 
 def render_summary(result: RunResult, console: Console) -> None:
-    """Print per-host counts, each failure, the run folder and what the exit code means.
+    """Print per-host counts, each failure, ansible's messages when only they explain the exit,
+    the run folder and what the exit code means.
 
     On a terminal the table is boxed and coloured; otherwise (CI logs) it is bare aligned text.
     """
@@ -173,6 +313,19 @@ def render_summary(result: RunResult, console: Console) -> None:
         hosts = len({c.host for c in result.changes})
         console.print(Text(f"{len(result.changes)} change(s) on {hosts} host(s); details in summary.json"))
 
+    if result.errors:
+        console.print(Text("ansible-playbook said:", style="bold red"))
+        for line in result.errors:
+            console.print(Text(f"  {line}" if line else "", style=_message_style(line)), soft_wrap=True)
+
     console.print(Text.assemble("Run folder: ", str(result.artifact_dir)), soft_wrap=True)
     style = "green" if result.exit_code == ExitCode.OK else "bold red"
     console.print(Text(f"Exit code {int(result.exit_code)}: {result.exit_reason}", style=style), soft_wrap=True)
+
+
+def _message_style(line: str) -> str:
+    if _ERROR_START.match(line):
+        return "red"
+    if line.startswith("[WARNING]:"):
+        return "yellow"
+    return "bold" if _ORIGIN.match(line) else ""

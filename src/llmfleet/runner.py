@@ -22,6 +22,12 @@ alongside, so user-vaulted inventory still decrypts.
 
 What this cannot cover: a task that prints a secret it was given (without `no_log: true`)
 puts it into `stdout` and `job_events/`, as with bare ansible-playbook.
+
+When ansible-playbook stops on an error of its own (or targets no host), its error and warning
+lines are kept in the result (`RunResult.errors`, summary.json's "errors") and printed. They are
+read from the events that carry ansible's own messages, not from host results, so a task's output
+cannot pass for the reason. Every secret value in them is masked, and the source excerpt ansible
+shows under an origin is dropped when that file is vault-encrypted or no longer there.
 """
 
 from __future__ import annotations
@@ -48,11 +54,15 @@ import ansible_runner
 from ansible.release import __version__ as ansible_version
 
 from llmfleet.progress import Reporter, RunTracker
-from llmfleet.report import RunResult
+from llmfleet.report import RunResult, ansible_messages
 
 SECRET_VAULT_ID = "llmfleet_run"
 # ansible's PromptVaultSecret prompt for `--vault-id <id>@prompt`.
 _VAULT_PROMPT = re.escape(f"Vault password ({SECRET_VAULT_ID}):") + r"\s*$"
+# Runner events that carry ansible's own messages rather than a host's result: `error` and
+# `warning` once runner's callback is loaded, `verbose` for each line printed before it (parse
+# errors, inventory warnings).
+_MESSAGE_EVENTS = frozenset({"error", "warning", "system_warning", "verbose"})
 
 
 @dataclass(frozen=True)
@@ -128,8 +138,19 @@ def run_playbook(
     artifact_dir = runs_dir / ident
 
     tracker = RunTracker()
+    # ansible's own output outside host results, in stretches: any event but a `verbose` line ends
+    # one, so a message block never runs on into -vvv connection chatter or the next message.
+    # (At -v and up, what ansible prints before runner's callback loads, such as "Parsed <inventory>",
+    # is one stretch of lines: it may trail a block there.)
+    messages: list[list[str]] = [[]]
 
     def on_event(event: Mapping[str, Any]) -> bool:
+        kind = event.get("event")
+        if kind != "verbose" and messages[-1]:
+            messages.append([])
+        # `verbosity` marks -v output (display.v); ansible's errors and warnings never carry it.
+        if kind in _MESSAGE_EVENTS and "verbosity" not in event:
+            messages[-1].append(str(event.get("stdout") or ""))
         note = tracker.feed(event)
         if note is not None and reporter is not None:
             reporter.show(note, tracker.hosts)
@@ -173,6 +194,13 @@ def run_playbook(
         finished=datetime.now(UTC),
         custom_stats=tracker.custom_stats,
     )
+    if result.needs_ansible_messages:
+        errors = ansible_messages(
+            *("\n".join(stretch) for stretch in messages),
+            secrets=_secret_strings(request.secret_extravars),
+            hides_source=lambda path: _hides_source(project_dir / path),
+        )
+        result = replace(result, errors=tuple(errors))
     summary = {"request": request.to_record(), "ansible_core": ansible_version, **result.to_dict()}
     (artifact_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return result
@@ -189,6 +217,28 @@ def _check_inputs(request: RunRequest, project_dir: Path) -> None:
     ):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{label} not found: {path}")
+
+
+def _secret_strings(value: Any) -> Iterator[str]:
+    """Every scalar inside a secret extravar value, as text."""
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _secret_strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _secret_strings(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def _hides_source(path: Path) -> bool:
+    """Whether ansible's excerpt of `path` must not be shown: vault-encrypted, or unreadable now
+    (the secret extravars file is deleted after the run), so nothing proves it was plain text."""
+    try:
+        with path.open("rb") as file:
+            return file.read(len(b"$ANSIBLE_VAULT")) == b"$ANSIBLE_VAULT"
+    except (OSError, ValueError):  # ValueError: a path ansible printed that no file can have
+        return True
 
 
 def _environment(project_dir: Path, ident: str) -> dict[str, str]:
