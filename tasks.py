@@ -24,6 +24,7 @@ _HELP = {
     "inventory": "Inventory file or directory (default: inventory/local, this machine).",
     "vault_password_file": "File (or script) that gives the inventory's ansible-vault password.",
     "playbook": "Playbook name in playbooks/ or a path (default: site).",
+    "ask_become_pass": "Ask for the sudo password (or read $LLMFLEET_BECOME_PASSWORD); never on disk or argv.",
 }
 _LINT_STEPS = [
     ("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
@@ -55,6 +56,7 @@ def _exit_with(name: str, run: Callable[[], int]) -> None:
         "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable. Not for secrets: see --secret.",
         "secret": "Secret variable NAME, read from $LLMFLEET_SECRET_<NAME> or asked for; never on disk or argv.",
         "vault_password_file": _HELP["vault_password_file"],
+        "ask_become_pass": _HELP["ask_become_pass"],
         "playbook": _HELP["playbook"],
         "forks": "Hosts worked on in parallel (default 0: ansible.cfg's forks).",
         "verbose": "More ansible output in the run's artifacts (-v, -vv, ...).",
@@ -72,6 +74,7 @@ def provision(
     extra_vars: list[str] | None = None,
     secret: list[str] | None = None,
     vault_password_file: str | None = None,
+    ask_become_pass: bool = False,
     playbook: str = "site",
     forks: int = 0,
     verbose: int = 0,
@@ -80,7 +83,8 @@ def provision(
     _exit_with("provision", lambda: cli.provision(
         PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, check=check,
         diff=diff, tags=tags or [], skip_tags=skip_tags or [], extra_vars=extra_vars or [],
-        secrets=secret or [], vault_password_file=vault_password_file, forks=forks or None,
+        secrets=secret or [], vault_password_file=vault_password_file, ask_become_pass=ask_become_pass,
+        forks=forks or None,
         verbose=verbose, console=console,
     ).exit_code)
 
@@ -94,6 +98,7 @@ def provision(
         "tags": "Check only tasks with these tags (repeatable, or comma-separated).",
         "extra_vars": "KEY=VALUE (YAML value) or @FILE.yml; repeatable.",
         "vault_password_file": _HELP["vault_password_file"],
+        "ask_become_pass": _HELP["ask_become_pass"],
         "playbook": _HELP["playbook"],
     },
 )
@@ -105,12 +110,14 @@ def drift(
     tags: list[str] | None = None,
     extra_vars: list[str] | None = None,
     vault_password_file: str | None = None,
+    ask_become_pass: bool = False,
     playbook: str = "site",
 ) -> None:
     """Report what a provision run would change, per host; exit 2 on drift, 0 when clean."""
     _exit_with("drift", lambda: cli.drift(
         PROJECT, playbook=playbook, inventory=inventory, host=host, group=group, tags=tags or [],
-        extra_vars=extra_vars or [], vault_password_file=vault_password_file, console=console,
+        extra_vars=extra_vars or [], vault_password_file=vault_password_file, ask_become_pass=ask_become_pass,
+        console=console,
     )[1])
 
 
@@ -120,6 +127,7 @@ def drift(
         "group": "Only this inventory group.",
         "inventory": _HELP["inventory"],
         "vault_password_file": _HELP["vault_password_file"],
+        "ask_become_pass": _HELP["ask_become_pass"],
     },
 )
 def status(
@@ -128,10 +136,12 @@ def status(
     group: str | None = None,
     inventory: str | None = None,
     vault_password_file: str | None = None,
+    ask_become_pass: bool = False,
 ) -> None:
     """Per host: services, installed vs pinned versions, models present vs declared (changes nothing)."""
     _exit_with("status", lambda: cli.status(PROJECT, inventory=inventory, host=host, group=group,
-                                            vault_password_file=vault_password_file, console=console)[1])
+                                            vault_password_file=vault_password_file,
+                                            ask_become_pass=ask_become_pass, console=console)[1])
 
 
 @task

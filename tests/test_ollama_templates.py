@@ -32,6 +32,7 @@ def test_launchd_plist_carries_the_environment(tmp_path: Path) -> None:
         "OLLAMA_MODELS": "/Users/alice/.ollama/models",
         "OLLAMA_KEEP_ALIVE": "30m",
         "OLLAMA_ORIGINS": "app://<x>&\"y\"",
+        "OLLAMA_NO_CLOUD": "1",
     }
     assert plist["StandardErrorPath"] == "/opt/homebrew/var/log/ollama.log"
     assert plist["Umask"] == 0o027
@@ -66,3 +67,15 @@ def test_systemd_files_for_linux(tmp_path: Path) -> None:
     assert 'OLLAMA_HOST="0.0.0.0:11434"' in env
     assert 'OLLAMA_MODELS="/usr/share/ollama/.ollama/models"' in env
     assert 'OLLAMA_ORIGINS="say \\"hi\\" \\\\ back"' in env
+
+
+def test_ollama_cloud_is_off_unless_llm_host_telemetry(tmp_path: Path) -> None:
+    # Off, the server does not fetch ollama.com's cloud model list or model recommendations.
+    def env(name: str, **extra: object) -> list[str]:
+        (tmp_path / name).mkdir()
+        return (_render(tmp_path / name, "Linux", ["etc/ollama/ollama.env"], **extra) / "ollama.env").read_text().splitlines()
+
+    assert 'OLLAMA_NO_CLOUD="1"' in env("default")
+    assert not [line for line in env("on", llm_host_telemetry=True) if line.startswith("OLLAMA_NO_CLOUD=")]
+    # The inventory can turn cloud models back on alone.
+    assert 'OLLAMA_NO_CLOUD="0"' in env("cloud", ollama_environment={"OLLAMA_NO_CLOUD": "0"})

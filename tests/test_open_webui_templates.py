@@ -151,3 +151,31 @@ def test_launcher_is_valid_sh(tmp_path: Path) -> None:
     launcher = out / "open-webui-launch"
     subprocess.run(["sh", "-n", str(launcher)], check=True)
     assert "cd '/Volumes/Data/open webui'" in launcher.read_text()
+
+
+# What Open WebUI 0.12's own Docker image sets, the Hugging Face client's switch and the update check.
+TELEMETRY_OFF = {"SCARF_NO_ANALYTICS": "true", "DO_NOT_TRACK": "true", "ANONYMIZED_TELEMETRY": "false",
+                 "HF_HUB_DISABLE_TELEMETRY": "1", "ENABLE_VERSION_UPDATE_CHECK": "false"}
+
+
+def test_nothing_phones_home_unless_llm_host_telemetry(tmp_path: Path) -> None:
+    def settings(name: str, system: str = "Linux", **extra: object) -> dict[str, str]:
+        (tmp_path / name).mkdir()
+        if system == "Darwin":
+            out = _render(tmp_path / name, system, [PLIST], host_type="macos_arm64", ansible_user="alice", **extra)
+            return plistlib.loads((out / "com.llmfleet.open-webui.plist").read_bytes())["EnvironmentVariables"]
+        return _systemd_env(_render(tmp_path / name, system, [SETTINGS], **extra) / "open-webui.env")
+
+    off = settings("default")
+    assert {name: off.get(name) for name in TELEMETRY_OFF} == TELEMETRY_OFF
+    # Not offline mode: it would also stop the embedding model downloads RAG needs.
+    assert off["OFFLINE_MODE"] == "false"
+    darwin = settings("darwin", "Darwin")
+    assert {name: darwin.get(name) for name in TELEMETRY_OFF} == TELEMETRY_OFF
+
+    # The switch leaves them unset (Open WebUI's defaults), it does not write them "on".
+    assert not set(TELEMETRY_OFF) & set(settings("on", llm_host_telemetry=True))
+    # open_webui_environment still decides one variable at a time: a value wins, null unsets.
+    mixed = settings("mixed", open_webui_environment={"ENABLE_VERSION_UPDATE_CHECK": "true", "DO_NOT_TRACK": None})
+    assert mixed["ENABLE_VERSION_UPDATE_CHECK"] == "true" and "DO_NOT_TRACK" not in mixed
+    assert mixed["ANONYMIZED_TELEMETRY"] == "false"

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -251,6 +252,39 @@ def test_secrets_never_reach_disk_or_argv(
     assert "--vault-id" in command["command"] and "llmfleet_run@prompt" in command["command"]
     summary = json.loads((result.artifact_dir / "summary.json").read_text())
     assert summary["request"]["secret_extravar_names"] == ["api_token"]
+
+
+def test_the_become_password_answers_ansibles_prompt_and_is_kept_nowhere(
+    tmp_path: Path, project_dir: Path, runs_dir: Path
+) -> None:
+    password = f"sudo-{uuid.uuid4().hex}"
+    inventory = write_inventory(tmp_path / "inventory", {"localhost": LOCAL_HOST})
+    request = RunRequest(playbook=PLAYBOOKS / "become.yml", inventory=inventory, become_password=password)
+    assert password not in repr(request)
+    # Unanswered, ansible would wait at its prompt for good: run it where a hang ends the test.
+    outcome: list[RunResult] = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        run_playbook(request, project_dir=project_dir, runs_dir=runs_dir)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert outcome, "ansible-playbook still waits at its BECOME password prompt"
+    result = outcome[0]
+    assert result.exit_code == ExitCode.OK, result.failures
+    command = json.loads((result.artifact_dir / "command").read_text())
+    assert "--ask-become-pass" in command["command"]
+    for path, data in files_under(runs_dir).items():
+        assert password.encode() not in data, f"become password found in {path}"
+    summary = json.loads((result.artifact_dir / "summary.json").read_text())
+    assert summary["request"]["become_password_given"] is True
+
+
+def test_the_become_password_comes_from_the_environment_or_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmfleet import cli
+
+    assert cli.read_become_password({"LLMFLEET_BECOME_PASSWORD": "pw"}) == "pw"
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    with pytest.raises(cli.UsageError, match="LLMFLEET_BECOME_PASSWORD"):
+        cli.read_become_password({})
 
 
 def test_plain_reporter_prints_a_line_per_task_result(

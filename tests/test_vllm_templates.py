@@ -65,3 +65,25 @@ def test_launchd_plists(tmp_path: Path) -> None:
     assert env["VLLM_API_KEY"] == 'k"ey<&>' and env["HF_HOME"] == "/Users/alice/.cache/huggingface"
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["Umask"] == 0o077 and plist["ExitTimeOut"] == 60 and plist["ThrottleInterval"] == 10
+
+
+TELEMETRY_OFF = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_nothing_phones_home_unless_llm_host_telemetry(tmp_path: Path) -> None:
+    def env(name: str, system: str = "Linux", **extra: object) -> dict[str, str]:
+        (tmp_path / name).mkdir()
+        if system == "Darwin":
+            out = _render(tmp_path / name, system, ansible_user="alice",
+                          item_templates=["Library/LaunchDaemons/vllm.plist"], **extra)
+            return plistlib.loads((out / "coder-vllm.plist").read_bytes())["EnvironmentVariables"]
+        out = _render(tmp_path / name, system, item_templates=["etc/vllm/instance.env"], **extra)
+        lines = (out / "coder-instance.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+    # vLLM's usage statistics stop on either of its variables ("1" exactly); the hub client's too.
+    quoted = {name: f'"{value}"' for name, value in TELEMETRY_OFF.items()}
+    assert {name: value for name, value in env("default").items() if name in TELEMETRY_OFF} == quoted
+    assert {name: value for name, value in env("darwin", "Darwin").items() if name in TELEMETRY_OFF} == TELEMETRY_OFF
+    on = env("on", llm_host_telemetry=True)
+    assert not set(TELEMETRY_OFF) & set(on) and on["HF_HOME"] == '"/var/lib/vllm/huggingface"'

@@ -71,6 +71,19 @@ def read_secrets(names: Iterable[str], env: Mapping[str, str] = os.environ) -> d
     return result
 
 
+BECOME_PASSWORD_ENV = "LLMFLEET_BECOME_PASSWORD"
+
+
+def read_become_password(env: Mapping[str, str] = os.environ) -> str:
+    """sudo's password for --ask-become-pass: from $LLMFLEET_BECOME_PASSWORD, else asked on the terminal."""
+    value = env.get(BECOME_PASSWORD_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise UsageError(f"--ask-become-pass: set {BECOME_PASSWORD_ENV} (no terminal to ask on)")
+        value = getpass.getpass("BECOME (sudo) password: ")
+    return value
+
+
 def provision(
     project: Project,
     *,
@@ -85,6 +98,7 @@ def provision(
     extra_vars: Sequence[str] = (),
     secrets: Sequence[str] = (),
     vault_password_file: str | None = None,
+    ask_become_pass: bool = False,
     forks: int | None = None,
     verbose: int = 0,
     console: Console | None = None,
@@ -101,6 +115,7 @@ def provision(
         skip_tags=_split(skip_tags),
         extravars=parse_extravars(extra_vars),
         secret_extravars=read_secrets(secrets),
+        become_password=read_become_password() if ask_become_pass else None,
         vault_password_file=Path(vault_password_file).resolve() if vault_password_file else None,
         forks=forks,
         verbosity=verbose,

@@ -59,6 +59,8 @@ from llmfleet.report import RunResult, ansible_messages
 SECRET_VAULT_ID = "llmfleet_run"
 # ansible's PromptVaultSecret prompt for `--vault-id <id>@prompt`.
 _VAULT_PROMPT = re.escape(f"Vault password ({SECRET_VAULT_ID}):") + r"\s*$"
+# ansible-playbook's prompt for --ask-become-pass ("BECOME password: ", or with the method's name).
+_BECOME_PROMPT = r"BECOME password[^:\n]*:\s*$"
 # Runner events that carry ansible's own messages rather than a host's result: `error` and
 # `warning` once runner's callback is loaded, `verbose` for each line printed before it (parse
 # errors, inventory warnings).
@@ -79,6 +81,8 @@ class RunRequest:
     extravars: Mapping[str, Any] = field(default_factory=dict)  # not secret: visible in argv and artifacts
     # repr=False: keeps secrets out of logs and tracebacks that print the request.
     secret_extravars: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # sudo's password (ansible's --ask-become-pass), answered at ansible's prompt like the vault password.
+    become_password: str | None = field(default=None, repr=False)
     vault_password_file: Path | None = None
     forks: int | None = None
     verbosity: int = 0
@@ -103,6 +107,7 @@ class RunRequest:
             "skip_tags": list(self.skip_tags),
             "extravars": dict(self.extravars),
             "secret_extravar_names": sorted(self.secret_extravars),
+            "become_password_given": self.become_password is not None,
             "vault_password_file": str(self.vault_password_file) if self.vault_password_file else None,
             "forks": self.forks,
             "verbosity": self.verbosity,
@@ -282,6 +287,9 @@ def _ansible_options(request: RunRequest, private_dir: Path) -> dict[str, Any]:
         secret_file.write_bytes(vault.encrypt(plaintext, vault_id=SECRET_VAULT_ID))
         args += ["-e", f"@{secret_file}", "--vault-id", f"{SECRET_VAULT_ID}@prompt"]
         passwords[_VAULT_PROMPT] = password
+    if request.become_password is not None:
+        args.append("--ask-become-pass")
+        passwords[_BECOME_PROMPT] = request.become_password
     options: dict[str, Any] = {"cmdline": shlex.join(args)} if args else {}
     if passwords:
         options["passwords"] = passwords

@@ -1,0 +1,1 @@
+../../../roles/continue/library/continue_json_settings.py
