@@ -1,4 +1,4 @@
-"""A broken package mirror for molecule/open_webui: a PEP 503 simple index that serves one faulty wheel.
+"""A broken package mirror for molecule/workstation: a PEP 503 simple index that serves one faulty wheel.
 
 Usage: bad_mirror.py PORT VERSION LOG
 
