@@ -165,12 +165,28 @@ def test_a_file_it_cannot_read_is_left_alone_with_a_warning(tmp_path: Path) -> N
     target.write_text(broken)
     result = _run(target, VSCODE)
     assert result["changed"] is False and target.read_text() == broken
-    assert result["parse_error"] == "expected ',' or '}' at line 3, column 5"
+    assert result["left_alone"] == "it is not JSON (with comments) that can be edited safely (expected ',' or '}' at line 3, column 5)"
     assert any(str(target) in warning and "continue.telemetryEnabled" in warning for warning in result["warnings"])
 
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes('{"name": "Andr\u00e9"}'.encode("latin-1"))
-    assert _run(latin1, VSCODE)["parse_error"].startswith("not UTF-8")
+    assert "(not UTF-8" in _run(latin1, VSCODE)["left_alone"]
+
+
+def test_whether_it_may_write_is_asked_of_the_nearest_existing_directory(
+        jsonmod: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The role runs the module as the developer: a place they may not write is left alone.
+    (tmp_path / "read-only").mkdir()
+    asked: list[str] = []
+
+    def access(path: str, mode: int) -> bool:
+        asked.append(path)
+        return path != str(tmp_path / "read-only")
+
+    monkeypatch.setattr(jsonmod.os, "access", access)
+    assert jsonmod._can_replace(str(tmp_path / "read-only/Code/User/settings.json")) is False
+    assert asked == [str(tmp_path / "read-only")]
+    assert jsonmod._can_replace(str(tmp_path / "settings.json")) is True
 
 
 def test_a_symlink_is_followed_and_stays_a_link(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ description:
     commas, key order, indentation and line endings stay as they were (VS Code's settings.json is
     JSON with comments). A key that is already right is not touched; a missing key is added after
     the last one of its object; a nested mapping is merged key by key.
-  - A file that cannot be read as JSON with comments is left alone, with a warning that names it
-    and the reason, and C(changed=false).
+  - A file that cannot be read as JSON with comments, or that this user may not replace (a
+    settings.json linked into a read-only place by a dotfile manager), is left alone, with a
+    warning that names it and the reason, and C(changed=false).
   - Creates a missing file, and missing directories up to it (I(dir_mode)), owned by I(owner) and
     I(group). Follows a symbolic link to the file it points at (dotfile managers).
   - Supports check mode and diff mode.
@@ -66,8 +67,8 @@ created:
   description: Whether the file did not exist (and was, or in check mode would be, created).
   type: bool
   returned: always
-parse_error:
-  description: Why the file was left alone, or null.
+left_alone:
+  description: Why the file was left alone (not JSON with comments, or not writable), or null.
   type: str
   returned: always
 """
@@ -373,6 +374,14 @@ def update(text: str, settings: Mapping[str, Any], indent: int = 4) -> str:
     return editor.text
 
 
+def _can_replace(path: str) -> bool:
+    """Whether this process may create or replace `path`: the nearest existing directory is writable."""
+    directory = os.path.dirname(path)
+    while directory and not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return os.access(directory or ".", os.W_OK | os.X_OK)
+
+
 def _missing_dirs(path: str) -> list[str]:
     missing = []
     directory = os.path.dirname(path)
@@ -401,7 +410,12 @@ def main() -> None:
     params = module.params
     path = os.path.realpath(params["path"]) if os.path.islink(params["path"]) else params["path"]
     created = not os.path.exists(path)
-    result: dict[str, Any] = {"path": path, "created": created, "parse_error": None}
+    result: dict[str, Any] = {"path": path, "created": created, "left_alone": None}
+    keys = ", ".join(".".join(p) for p, _ in leaves(params["settings"]))
+
+    def leave_alone(reason: str) -> None:
+        module.warn(f"{path} was left as it is: {reason}. Set {keys} by hand.")
+        module.exit_json(changed=False, **dict(result, left_alone=reason))
 
     text = ""
     problem = None
@@ -418,12 +432,11 @@ def main() -> None:
             raise problem
         new_text = update(text, params["settings"], params["indent"])
     except JsoncError as error:
-        module.warn(f"{path} was left as it is: it is not JSON (with comments) that can be edited safely "
-                    f"({error}). Set {', '.join('.'.join(p) for p, _ in leaves(params['settings']))} by hand.")
-        result["parse_error"] = str(error)
-        module.exit_json(changed=False, **result)
+        leave_alone(f"it is not JSON (with comments) that can be edited safely ({error})")
 
     changed = created or new_text != text
+    if changed and not _can_replace(path):
+        leave_alone("this account may not write there (a read-only or managed file?)")
     if changed and module._diff:
         result["diff"] = {"before": text, "after": new_text, "before_header": path, "after_header": path}
     if module.check_mode and created:
