@@ -525,6 +525,25 @@ def test_generate_preload_ps_and_unload(double: Double) -> None:
     assert [len(vector) for vector in vectors["embeddings"]] == [768, 768]
 
 
+def test_openai_chat_completions_answer_whole_or_streamed(double: Double) -> None:
+    # Continue's ollama provider (and the Continue CLI) call this route.
+    body = {"model": "qwen2.5-coder:1.5b", "messages": [{"role": "user", "content": "hi"}]}
+    missing = double.request("POST", "/v1/chat/completions", body)
+    assert missing.status == 404
+    double.pull("qwen2.5-coder:1.5b")
+    whole = double.request("POST", "/v1/chat/completions", body).json()
+    assert whole["object"] == "chat.completion" and whole["model"] == "qwen2.5-coder:1.5b"
+    assert whole["choices"][0]["message"] == {"role": "assistant", "content": ollama_double.CANNED_REPLY}
+    assert whole["choices"][0]["finish_reason"] == "stop"
+    streamed = double.request("POST", "/v1/chat/completions", {**body, "stream": True})
+    events = [line[len("data: "):] for line in streamed.body.decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in chunks) == ollama_double.CANNED_REPLY
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
 def test_restart_keeps_models_and_prunes_strays(tmp_path: Path) -> None:
     server = make_double(tmp_path).start()
     server.pull("llama3.2")

@@ -1407,6 +1407,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/api/embed": {"POST": "embed"},
         "/api/embeddings": {"POST": "embeddings"},
         "/v1/models": {"GET": "v1_models"},
+        "/v1/chat/completions": {"POST": "v1_chat_completions"},
     }
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
@@ -1781,6 +1782,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
         info = self.ops.show(model.name.display()).get("model_info", {})
         family = model.config.get("model_family", "")
         return int(info.get(f"{family}.embedding_length", 768))
+
+    def h_v1_chat_completions(self) -> None:
+        """OpenAI-compatible chat (what Continue's ollama provider calls): the canned reply, as one
+        chat.completion or as server-sent chunks ending with `data: [DONE]`."""
+        req = self._request_json()
+        raw, model = self._inference_model(req, "ChatCompletionRequest", "completion", "chat")
+        self.ops.schedule(model, req.get("keep_alive"))
+        base = {"id": "chatcmpl-" + secrets.token_hex(4), "created": int(time.time()), "model": raw,
+                "system_fingerprint": "fp_ollama"}
+        if not req.get("stream"):
+            words = len(CANNED_REPLY.split())
+            self._json(200, {**base, "object": "chat.completion",
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": CANNED_REPLY},
+                                          "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": words, "total_tokens": words + 1}})
+            return
+        pieces = [word + " " for word in CANNED_REPLY.split(" ")]
+        pieces[-1] = pieces[-1].rstrip()
+        chunks = [(piece, None) for piece in pieces] + [("", "stop")]
+        events = [{**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": reason}]}
+                  for piece, reason in chunks]
+        body = b"".join(b"data: " + _compact(event) + b"\n\n" for event in events) + b"data: [DONE]\n\n"
+        self._send(200, body, "text/event-stream")
 
     def h_v1_models(self) -> None:
         """OpenAI-compatible model list."""
