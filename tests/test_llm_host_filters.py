@@ -5,6 +5,8 @@ from __future__ import annotations
 from _modules import load_module
 
 team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
+# The continue role checks its developers' models against what llm_host publishes of the server.
+cc = load_module("roles/continue/filter_plugins/continue_config.py")
 
 SERVER = {
     "llm_host_expose": True,
@@ -75,12 +77,12 @@ def test_models_the_team_server_serves_pass() -> None:
             _use("rerank", "http://team-gpu.lan:8002/v1", "openai"),
             # Served elsewhere: not the team server's business.
             _use("qwen3:8b", "http://localhost:11434"), _use("gpt-x", "https://api.example.com/v1", "openai")]
-    assert team.team_model_errors(uses, endpoints, ["10.0.0.5"]) == []
+    assert cc.team_model_errors(uses, endpoints, ["10.0.0.5"]) == []
 
 
 def test_a_model_the_team_servers_ollama_lacks_is_named_with_the_fix() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = team.team_model_errors([_use("qwen3:32b", "http://team-gpu.lan:11434")], endpoints)
+    errors = cc.team_model_errors([_use("qwen3:32b", "http://team-gpu.lan:11434")], endpoints)
     assert errors == ["Continue config of alice (model 'qwen3:32b'): the team server team-gpu does not serve "
                       "'qwen3:32b' from its Ollama: add it to ollama_models of team-gpu (its host_vars or "
                       "group_vars/gpu_servers/), or serve the model from this host's own Ollama (apiBase "
@@ -89,13 +91,13 @@ def test_a_model_the_team_servers_ollama_lacks_is_named_with_the_fix() -> None:
 
 def test_a_vllm_model_must_be_the_name_that_server_serves() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = team.team_model_errors([_use("Qwen/Qwen2.5-Coder-32B", "http://team-gpu.lan:8001/v1", "vllm")], endpoints)
+    errors = cc.team_model_errors([_use("Qwen/Qwen2.5-Coder-32B", "http://team-gpu.lan:8001/v1", "vllm")], endpoints)
     assert len(errors) == 1 and "serves 'coder', not 'Qwen/Qwen2.5-Coder-32B': set model: coder" in errors[0]
 
 
 def test_a_port_of_the_team_server_where_nothing_listens_is_an_error() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = team.team_model_errors([_use("coder", "http://team-gpu.lan:9000/v1", "openai"),
+    errors = cc.team_model_errors([_use("coder", "http://team-gpu.lan:9000/v1", "openai"),
                                      _use("coder", "http://team-gpu.lan:11434", "openai")], endpoints)
     assert "nothing of llmfleet's listens there" in errors[0]
     assert "use provider ollama there" in errors[1]
@@ -103,12 +105,12 @@ def test_a_port_of_the_team_server_where_nothing_listens_is_an_error() -> None:
 
 def test_no_check_without_a_team_server_or_on_the_server_itself() -> None:
     uses = [_use("qwen3:32b", "http://team-gpu.lan:11434")]
-    assert team.team_model_errors(uses, team.team_endpoints("", "alice-mbp", None)) == []
-    assert team.team_model_errors(uses, team.team_endpoints("team-gpu", "team-gpu", SERVED)) == []
+    assert cc.team_model_errors(uses, team.team_endpoints("", "alice-mbp", None)) == []
+    assert cc.team_model_errors(uses, team.team_endpoints("team-gpu", "team-gpu", SERVED)) == []
 
 
 def test_a_model_on_an_unexposed_team_server_is_an_error() -> None:
     unexposed = team.team_endpoints("team-gpu", "alice-mbp", {**SERVED, "llm_host_expose": False})
-    errors = team.team_model_errors([_use("qwen2.5-coder:32b", "http://10.0.0.5:11434"),
+    errors = cc.team_model_errors([_use("qwen2.5-coder:32b", "http://10.0.0.5:11434"),
                                      _use("qwen3:8b", "http://localhost:11434")], unexposed, ["10.0.0.5"])
     assert len(errors) == 1 and "does not expose its services (llm_host_expose is false there" in errors[0]
