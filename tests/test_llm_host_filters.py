@@ -61,9 +61,9 @@ SERVED = {**SERVER, "ollama_models": ["qwen2.5-coder:32b", {"name": "library/nom
           "ollama_custom_models": [{"name": "team-reviewer", "from": "qwen2.5-coder:32b"}]}
 
 
-def test_the_team_servers_ollama_list_is_published_normalised() -> None:
+def test_the_team_servers_ollama_list_is_published_as_written() -> None:
     result = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    assert result["ollama_models"] == ["qwen2.5-coder:32b", "nomic-embed-text:latest", "team-reviewer:latest"]
+    assert result["ollama_models"] == ["qwen2.5-coder:32b", "library/nomic-embed-text", "team-reviewer"]
     # A list of the wrong type is the server's own preflight's to refuse; it serves nothing here.
     assert team.team_endpoints("team-gpu", "alice-mbp", {**SERVER, "ollama_models": "qwen3"})["ollama_models"] == []
 

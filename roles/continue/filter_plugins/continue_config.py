@@ -263,28 +263,28 @@ _OLLAMA_LIBRARY = "library/"
 
 
 def _ollama_name(name: Any) -> str:
-    """A model name as Ollama lists it, as llm_host_team lists the server's: ":latest" when untagged."""
+    """A model name as Ollama lists it: default registry and namespace dropped, ":latest" when untagged."""
     text = str(name).strip()
     text = text[len(_OLLAMA_REGISTRY):] if text.startswith(_OLLAMA_REGISTRY) else text
     text = text[len(_OLLAMA_LIBRARY):] if text.startswith(_OLLAMA_LIBRARY) else text
     return text if ":" in text.rsplit("/", 1)[-1] else f"{text}:latest"
 
 
-def _endpoint(url: str) -> tuple[str, int | None, str]:
-    """(host, port, path without trailing slash) of a URL; ("", None, "") when it is not one."""
+def _endpoint(url: str) -> tuple[str, int | None]:
+    """(host, port) of a URL; ("", None) when it is not one."""
     try:
         parts = urlsplit(str(url).strip())
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     except ValueError:
-        return "", None, ""
-    return (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+        return "", None
+    return (parts.hostname or "").lower(), port
 
 
 def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable[str] = ()) -> list[str]:
     """Models a host's clients ask the team server for that the server does not serve, as messages.
 
     `uses` are [{provider, model, api_base, by}] (model_uses), `team` is llm_host_team (published by
-    the llm_host role, with the server's ollama_models already normalised). A use counts when its api_base names the team server (its address, or one of
+    the llm_host role, with the server's ollama_models as its inventory writes them). A use counts when its api_base names the team server (its address, or one of
     `server_names`): at the Ollama port the model must be in the server's ollama_models (or
     ollama_custom_models); at a vLLM server's URL it must be that server's name; another port of the
     server is a mistake too. Decided from the inventory, so it holds before the server is set up.
@@ -300,14 +300,14 @@ def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable
                 for use in (uses if isinstance(uses, list) else [])
                 if isinstance(use, Mapping) and _endpoint(use.get("api_base", ""))[0] in hosts]
     ollama = _endpoint(team.get("ollama_url", ""))
-    served = set(team.get("ollama_models") or [])
-    vllm = {_endpoint(url)[:2]: name for name, url in (team.get("vllm_urls") or {}).items()}
+    served = {_ollama_name(name) for name in team.get("ollama_models") or []}
+    vllm = {_endpoint(url): name for name, url in (team.get("vllm_urls") or {}).items()}
     other_ports = {_endpoint(team.get("open_webui_url", ""))[1]}
     errors = []
     for use in uses if isinstance(uses, list) else []:
         if not isinstance(use, Mapping):
             continue
-        host, port, _ = _endpoint(use.get("api_base", ""))
+        host, port = _endpoint(use.get("api_base", ""))
         if host not in hosts:
             continue
         model, by = str(use.get("model", "")), str(use.get("by", "a client"))

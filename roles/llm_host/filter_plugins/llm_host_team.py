@@ -13,29 +13,22 @@ from typing import Any
 from ansible.module_utils.parsing.convert_bool import boolean
 
 DEFAULT_PORTS = {"ollama": 11434, "open_webui": 8080, "vllm": 8000}
-_OLLAMA_REGISTRY = "registry.ollama.ai/"
-_OLLAMA_LIBRARY = "library/"
-
-
-def _ollama_name(name: Any) -> str:
-    """A model name as Ollama lists it: default registry and namespace dropped, ":latest" when untagged."""
-    text = str(name).strip()
-    text = text[len(_OLLAMA_REGISTRY):] if text.startswith(_OLLAMA_REGISTRY) else text
-    text = text[len(_OLLAMA_LIBRARY):] if text.startswith(_OLLAMA_LIBRARY) else text
-    return text if ":" in text.rsplit("/", 1)[-1] else f"{text}:latest"
 
 
 def _served_ollama_models(server_vars: Mapping[str, Any]) -> list[str]:
-    """The models the server's inventory gives its Ollama: ollama_models and ollama_custom_models."""
+    """The models the server's inventory gives its Ollama (ollama_models, ollama_custom_models), as written.
+
+    The continue role compares them with its developers' models, each side normalised as Ollama lists it.
+    """
     names = []
-    for key, field in (("ollama_models", "name"), ("ollama_custom_models", "name")):
+    for key in ("ollama_models", "ollama_custom_models"):
         entries = server_vars.get(key) or []
         if not isinstance(entries, list):
             continue
         for entry in entries:
-            value = entry.get(field) if isinstance(entry, Mapping) else entry
+            value = entry.get("name") if isinstance(entry, Mapping) else entry
             if isinstance(value, str) and value.strip():
-                names.append(_ollama_name(value))
+                names.append(value.strip())
     return names
 
 
