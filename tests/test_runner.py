@@ -104,6 +104,9 @@ def test_success_run(two_hosts: Path, project_dir: Path, runs_dir: Path, out_dir
         "skipped": 1,
         "rescued": 0,
         "ignored": 0,
+        "state": "changed",
+        "reason": "",
+        "notices": [],
     }
     assert summary["artifact_dir"] == str(result.artifact_dir)
     assert datetime.fromisoformat(summary["started"]) <= datetime.fromisoformat(summary["finished"])
@@ -362,8 +365,8 @@ def test_summary_lists_hosts_failures_folder_and_exit_code() -> None:
     render_summary(result, console)
 
     text = buffer.getvalue()
-    assert re.search(r"^web1 +4 +1 +0 +0 +0$", text, re.M)
-    assert re.search(r"^gpu1 +1 +0 +1 +0 +0$", text, re.M)
+    assert re.search(r"^web1 +changed +4 +1 +0 +0 +0$", text, re.M)
+    assert re.search(r"^gpu1 +failed +1 +0 +1 +0 +0$", text, re.M)
     # Task names and messages are printed verbatim, never read as rich markup.
     assert "gpu1  Install [nvidia] driver: No package matching 'nvidia-driver-550'" in text
     assert "/runs/20250101T000000Z-site-0123abcd" in text

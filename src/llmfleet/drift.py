@@ -58,10 +58,16 @@ def render_drift(result: RunResult, console: Console) -> None:
         by_host.setdefault(change.host, []).append(change)
     for host in sorted(result.hosts):
         changes = by_host.get(host, [])
-        if not changes:
+        outcome = result.outcome(host)
+        if outcome.state not in ("ok", "changed"):
+            # A check that did not run to its end cannot call the host clean.
+            reason = f": {outcome.reason}" if outcome.reason else ""
+            console.print(Text.assemble((host, "bold red"), f": {outcome.state}{reason}; check incomplete"))
+        elif not changes:
             console.print(Text.assemble((host, "bold"), ": no drift", style="green"))
             continue
-        console.print(Text.assemble((host, "bold red"), f": {len(changes)} task(s) would change"))
+        if changes:
+            console.print(Text.assemble((host, "bold red"), f": {len(changes)} task(s) would change"))
         for change in changes:
             console.print(Text.assemble("  - ", (change.task, "cyan")), soft_wrap=True)
             for diff in change.diffs:

@@ -22,9 +22,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from llmfleet.report import COUNT_COLUMNS, Change, Failure, HostStats, count_cells
+from llmfleet.report import COUNT_COLUMNS, Change, Failure, HostOutcome, HostStats, Notice, count_cells, host_outcomes
 
-Outcome = Literal["ok", "changed", "failed", "ignored", "unreachable", "skipped", "retrying", "polling"]
+Outcome = Literal["ok", "changed", "failed", "ignored", "unreachable", "skipped", "retrying", "polling", "notice"]
 
 NO_LOG_MESSAGE = "(output hidden by no_log)"
 _STATS_KEYS = {  # playbook_on_stats key -> HostStats field
@@ -38,6 +38,10 @@ _STATS_KEYS = {  # playbook_on_stats key -> HostStats field
 }
 _TAIL_LINES = 3
 _TAIL_CHARS = 500
+# The fact playbooks/preflight.yml sets on each host that passed it: that host is to be converged
+# by a later play of the same run (see RunTracker.outcomes).
+PREFLIGHT_FACT = "_llmfleet_preflight_passed"
+_DEBUG_ACTIONS = frozenset({"debug", "ansible.builtin.debug", "ansible.legacy.debug"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Note:
     name: str  # play or task name
     host: str = ""
     outcome: Outcome | None = None
-    message: str = ""  # failures and retries only
+    message: str = ""  # failures, retries and notices only
 
 
 @dataclass
@@ -60,17 +64,31 @@ class HostState:
 
 
 class RunTracker:
-    """Follows one run's events; feed it every event, read hosts/failures/changes at the end."""
+    """Follows one run's events; feed it every event, read hosts/failures/changes at the end.
+
+    Besides counts it follows which play each host worked in, to tell at the end what happened to
+    every host (`outcomes`): a host that passed the preflight (PREFLIGHT_FACT) but never got a task
+    result in a later play was not run, and a host whose last play never ended (no later play, no
+    recap) was interrupted. Notices are what roles say to the user: the message of every
+    `debug` task that changed nothing, and every module warning.
+    """
 
     def __init__(self) -> None:
         self.hosts: dict[str, HostState] = {}
         self.changes: list[Change] = []
+        self.notices: list[Notice] = []
         self.recap: dict[str, HostStats] | None = None
         # What plays reported with set_stats (ansible-runner's artifact_data), e.g. the status playbook.
         self.custom_stats: dict[str, Any] = {}
         self._failures: list[Failure] = []
         # Loop items of no_log tasks that changed: (host, task uuid). See _hidden_change.
         self._hidden_changes: set[tuple[str, str]] = set()
+        self._play = ""  # uuid of the play running now
+        self._play_names: dict[str, str] = {}
+        self._ended_plays: set[str] = set()
+        self._preflight_plays: set[str] = set()
+        self._planned: list[str] = []  # hosts that passed the preflight, in order
+        self._worked_in: dict[str, list[str]] = {}  # host -> plays (uuids) it got task results in
 
     def feed(self, event: Mapping[str, Any]) -> Note | None:
         """Update state from one runner event; return a note if the user should hear about it."""
@@ -78,10 +96,15 @@ class RunTracker:
         data: Mapping[str, Any] = event.get("event_data") or {}
         task = str(data.get("task") or data.get("name") or "")
         if kind == "playbook_on_play_start":
-            return Note("play", str(data.get("play") or data.get("name") or ""))
+            self._end_play()
+            self._play = str(data.get("play_uuid") or data.get("uuid") or "")
+            name = str(data.get("play") or data.get("name") or "")
+            self._play_names[self._play] = name
+            return Note("play", name)
         if kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
             return Note("task", task)
         if kind == "playbook_on_stats":
+            self._end_play()
             self.recap = _recap(data)
             self.custom_stats = dict(data.get("artifact_data") or {})
             return None
@@ -93,6 +116,8 @@ class RunTracker:
         if kind == "runner_on_start":
             state.task = task
             return None
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            self._note_play(host, res)
         changed = bool(res.get("changed"))
         if _hidden(res) and _hidden_change(event):
             if kind == "runner_item_on_ok":
@@ -108,7 +133,46 @@ class RunTracker:
             message = failure_message(res)
         elif outcome == "retrying":
             message = f"{res.get('attempts', '?')}/{res.get('retries', '?')}"
+        notices = notice_messages(res, debug=str(data.get("resolved_action") or data.get("task_action") or "")
+                                  in _DEBUG_ACTIONS and not changed)
+        if kind in ("runner_on_ok", "runner_on_failed") and notices:
+            self.notices.extend(Notice(host, task, text) for text in notices)
+            if outcome in ("ok", "changed"):
+                # A failure's own message says more; its warnings still reach the summary.
+                return Note("result", task, host, "notice", "\n".join(notices))
         return Note("result", task, host, outcome, message)
+
+    def _end_play(self) -> None:
+        if self._play:
+            self._ended_plays.add(self._play)
+
+    def _note_play(self, host: str, res: Mapping[str, Any]) -> None:
+        """Record that `host` worked in the current play; a preflight pass plans it for a later one."""
+        if PREFLIGHT_FACT in (res.get("ansible_facts") or {}):
+            self._preflight_plays.add(self._play)
+            if host not in self._planned:
+                self._planned.append(host)
+        plays = self._worked_in.setdefault(host, [])
+        if self._play not in plays:
+            plays.append(self._play)
+
+    def outcomes(self, status: str) -> dict[str, HostOutcome]:
+        """What happened to each host, once the run is over (ansible-runner's `status`)."""
+        hosts = self.stats()
+        worked = {
+            host: [p for p in plays if p not in self._preflight_plays] for host, plays in self._worked_in.items()
+        }
+        interrupted = {
+            host for host, plays in worked.items()
+            if plays and plays[-1] not in self._ended_plays
+        }
+        return host_outcomes(
+            hosts,
+            planned=[h for h in self._planned if h in hosts],
+            worked={h for h, plays in worked.items() if plays},
+            interrupted=interrupted,
+            status=status,
+        )
 
     def _count(
         self, kind: str, host: str, task: str, res: Mapping[str, Any], changed: bool, ignore_errors: bool,
@@ -214,6 +278,25 @@ def failure_message(res: Mapping[str, Any]) -> str:
     return msg or "(no message)"
 
 
+def notice_messages(res: Mapping[str, Any], *, debug: bool) -> list[str]:
+    """What a result tells the user: its module warnings, and for a `debug` task that changed
+    nothing (`debug`), its message. Loop items count one by one; skipped ones say nothing.
+
+    A no_log result says nothing: its message may hold what no_log hides.
+    """
+    if _hidden(res) or res.get("skipped"):
+        return []
+    notes = [str(w) for w in res.get("warnings") or ()]
+    items = [r for r in res.get("results") or () if isinstance(r, Mapping)]
+    if items:
+        for item in items:
+            notes.extend(notice_messages(item, debug=debug and not item.get("changed")))
+    elif debug and "msg" in res:
+        message = res["msg"]
+        notes.extend(str(m) for m in message) if isinstance(message, list) else notes.append(str(message))
+    return list(dict.fromkeys(note.strip() for note in notes if note.strip()))
+
+
 def _item_label(res: Mapping[str, Any]) -> str:
     if _hidden(res):
         return "(hidden)"
@@ -293,10 +376,11 @@ class LiveReporter:
             self._play, self._task = note.name, ""
         elif note.kind == "task":
             self._task = note.name
-        elif note.outcome in ("failed", "unreachable"):
+        elif note.outcome in ("failed", "unreachable", "notice"):
             # Printed through the Live so it lands above the table and stays after it is gone.
+            style = "bold yellow" if note.outcome == "notice" else "bold red"
             self._live.console.print(
-                Text.assemble((note.host, "bold red"), f" {note.outcome} ", (note.name, "cyan"), ": ", note.message)
+                Text.assemble((note.host, style), f" {note.outcome} ", (note.name, "cyan"), ": ", note.message)
             )
         self._live.update(self._render(hosts))
 

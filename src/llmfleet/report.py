@@ -3,15 +3,19 @@
 Exit codes (returned by `invoke provision`, shared by later commands):
 
     0  every targeted host finished with no failure and no unreachability.
-    1  a host failed, or the run itself did not complete: ansible-playbook stopped on an
-       error of its own (syntax, missing file, a --limit matching nothing, a bad vault password),
-       ansible-runner timed out or was canceled (Ctrl-C), or no host was targeted at all.
+    1  a host failed or was not run, or the run itself did not complete: ansible-playbook stopped
+       on an error of its own (syntax, missing file, a --limit matching nothing, a bad vault
+       password), ansible-runner timed out or was canceled (Ctrl-C), or no host was targeted at all.
        A run that "succeeds" on zero hosts is treated as an error: for provisioning it almost
        always means an empty inventory group or a wrong --limit.
     2  reserved for `invoke drift`: a check run found changes.
     3  some hosts were unreachable and none failed.
 
-A failure outranks unreachability: 1 wins over 3. Counts follow ansible's PLAY RECAP: `ok`
+A failure outranks unreachability: 1 wins over 3.
+
+Every host also gets a state (`HostOutcome`): failed, unreachable, not run (it passed the
+preflight but its play never ran, with the reason), interrupted (its play was cut short), changed
+or ok. A host is never shown ok unless its play ran to its end. Counts follow ansible's PLAY RECAP: `ok`
 includes `changed` and `ignored` results, and a failure caught by a `rescue:` block counts as
 `rescued`, not `failed`.
 
@@ -89,6 +93,66 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something a role told the user about a host: a debug message or a module warning."""
+
+    host: str
+    task: str
+    message: str
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """What happened to one host in a run: `state` is one of HOST_STATES, `reason` says why when
+    the state alone does not (not run, interrupted)."""
+
+    state: str
+    reason: str = ""
+
+
+HOST_STATES = ("failed", "unreachable", "not run", "interrupted", "changed", "ok")
+_UNFINISHED = ("not run", "interrupted")
+
+
+def host_outcomes(
+    hosts: dict[str, HostStats],
+    *,
+    planned: Iterable[str] = (),
+    worked: Iterable[str] = (),
+    interrupted: Iterable[str] = (),
+    status: str = "successful",
+) -> dict[str, HostOutcome]:
+    """Each host's state from its counts and the plays it worked in.
+
+    `planned`: hosts that passed a preflight play and so expect a later play of the run; `worked`:
+    hosts with a task result in a play after the preflight; `interrupted`: hosts whose last play
+    never ended (the run was canceled, timed out or killed in it).
+    """
+    worked, interrupted = set(worked), set(interrupted)
+    stopped = {"canceled": "the run was canceled", "timeout": "the run timed out"}.get(status)
+    outcomes: dict[str, HostOutcome] = {}
+    for host, stats in hosts.items():
+        if stats.failed:
+            outcomes[host] = HostOutcome("failed")
+        elif stats.unreachable:
+            outcomes[host] = HostOutcome("unreachable")
+        elif host in planned and host not in worked:
+            if stopped:
+                reason = f"{stopped} before its play started"
+            elif any(s.failed or s.unreachable for s in hosts.values()):
+                reason = ("ansible-playbook ended the run before its play: every host of an earlier "
+                          "play had failed or was unreachable")
+            else:
+                reason = "no play of this run converged it (does its kind's play match it?)"
+            outcomes[host] = HostOutcome("not run", reason)
+        elif host in interrupted:
+            outcomes[host] = HostOutcome("interrupted", f"{stopped or 'the run ended'} while its play ran")
+        else:
+            outcomes[host] = HostOutcome("changed" if stats.changed else "ok")
+    return outcomes
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Outcome of one `run_playbook` call."""
 
@@ -104,6 +168,17 @@ class RunResult:
     # ansible's own error and warning lines (ansible_messages), kept when they are the only
     # explanation of the exit: see `needs_ansible_messages`.
     errors: tuple[str, ...] = ()
+    # Each host's state (host_outcomes); a host missing here is read from its counts alone.
+    outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+    notices: tuple[Notice, ...] = ()
+
+    def outcome(self, host: str) -> HostOutcome:
+        """`host`'s state: the recorded one, else what its counts say."""
+        if host in self.outcomes:
+            return self.outcomes[host]
+        # Without the tracker's record of plays, a stopped run may have cut any host short.
+        stopped = [host] if self.status in ("canceled", "timeout") else []
+        return host_outcomes({host: self.hosts.get(host, HostStats())}, interrupted=stopped, status=self.status)[host]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -125,8 +200,12 @@ class RunResult:
         unreachable = sorted(h for h, s in self.hosts.items() if s.unreachable)
         if self.status in ("timeout", "canceled"):
             return ExitCode.FAILED, f"the run was {'canceled' if self.status == 'canceled' else 'timed out'}", False
+        unfinished = sorted(h for h in self.hosts if self.outcome(h).state in _UNFINISHED)
+        not_run = f"; not run: {', '.join(unfinished)}" if unfinished else ""
         if failed:
-            return ExitCode.FAILED, f"failed on {', '.join(failed)}", False
+            return ExitCode.FAILED, f"failed on {', '.join(failed)}{not_run}", False
+        if unfinished and self.status == "successful" or unfinished and unreachable:
+            return ExitCode.FAILED, f"not run: {', '.join(unfinished)}", False
         if self.status != "successful" and not (unreachable and self.rc == ANSIBLE_RC_UNREACHABLE):
             return ExitCode.FAILED, self._stop_reason(), True
         if not self.hosts:
@@ -153,7 +232,15 @@ class RunResult:
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat(),
             "artifact_dir": str(self.artifact_dir),
-            "hosts": {host: asdict(stats) for host, stats in sorted(self.hosts.items())},
+            "hosts": {
+                host: {
+                    **asdict(stats),
+                    "state": self.outcome(host).state,
+                    "reason": self.outcome(host).reason,
+                    "notices": [{"task": n.task, "message": n.message} for n in self.notices if n.host == host],
+                }
+                for host, stats in sorted(self.hosts.items())
+            },
             "failures": [asdict(f) for f in self.failures],
             "changes": [{"host": c.host, "task": c.task, "diffs": list(c.diffs)} for c in self.changes],
             "custom_stats": self.custom_stats,
@@ -282,25 +369,38 @@ def count_cells(stats: HostStats) -> list[Text]:
     return cells
 
 
+_STATE_STYLE = {"failed": "bold red", "unreachable": "bold red", "not run": "bold red", "interrupted": "bold red",
+                "changed": "yellow", "ok": "green"}
+
+
 def render_summary(result: RunResult, console: Console) -> None:
-    """Print per-host counts, each failure, ansible's messages when only they explain the exit,
-    the run folder and what the exit code means.
+    """Print each host's state and counts, why a host did not run, each failure, the roles'
+    notices, ansible's messages when only they explain the exit, the run folder and what the exit
+    code means.
 
     On a terminal the table is boxed and coloured; otherwise (CI logs) it is bare aligned text.
     """
     terminal = console.is_terminal
     table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False)
     table.add_column("host", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     for column in COUNT_COLUMNS:
         table.add_column(column, justify="right")
     for host, stats in sorted(result.hosts.items()):
-        bad = stats.failed or stats.unreachable
+        state = result.outcome(host).state
         table.add_row(
-            Text(host, style="bold red" if bad else ""),
+            Text(host, style="bold red" if state in _STATE_STYLE and "red" in _STATE_STYLE[state] else ""),
+            Text(state, style=_STATE_STYLE.get(state, "")),
             *count_cells(stats),
         )
     console.print(table)
 
+    unfinished = [(host, result.outcome(host)) for host in sorted(result.hosts)]
+    unfinished = [(host, outcome) for host, outcome in unfinished if outcome.state in _UNFINISHED]
+    if unfinished:
+        console.print(Text("Not converged:", style="bold red"))
+        for host, outcome in unfinished:
+            console.print(Text.assemble("  ", (host, "bold"), f" {outcome.state}: {outcome.reason}"), soft_wrap=True)
     if result.failures:
         console.print(Text("Failures:", style="bold red"))
         for failure in result.failures:
@@ -309,6 +409,13 @@ def render_summary(result: RunResult, console: Console) -> None:
                 "  ", (failure.host, "bold"), kind, "  ", (failure.task, "cyan"), ": ", failure.message
             )
             console.print(line, soft_wrap=True)
+    if result.notices:
+        console.print(Text("Notices:", style="bold yellow"))
+        for notice in result.notices:
+            console.print(
+                Text.assemble("  ", (notice.host, "bold"), "  ", (notice.task, "cyan"), ": ", notice.message),
+                soft_wrap=True,
+            )
     if result.changes:
         hosts = len({c.host for c in result.changes})
         console.print(Text(f"{len(result.changes)} change(s) on {hosts} host(s); details in summary.json"))

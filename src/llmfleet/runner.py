@@ -198,6 +198,8 @@ def run_playbook(
         started=started,
         finished=datetime.now(UTC),
         custom_stats=tracker.custom_stats,
+        outcomes=tracker.outcomes(str(runner.status)),
+        notices=tuple(tracker.notices),
     )
     if result.needs_ansible_messages:
         errors = ansible_messages(
