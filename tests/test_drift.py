@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from llmfleet.drift import drift_exit, render_drift, short_diff
-from llmfleet.report import ExitCode
+from llmfleet.report import ExitCode, HostStats, RunResult, host_outcomes
 from test_runner import LOCAL_HOST, run, write_inventory
 
 
@@ -76,3 +77,18 @@ def test_drift_in_no_log_tasks_is_reported_without_content(localhost: Path, proj
     report = _report(result)
     assert "- Secret file per item" in report and "- Unchanged secret file" not in report
     assert "s3cr3t" not in report
+
+
+def test_a_host_whose_check_did_not_run_is_not_called_clean() -> None:
+    """A host that passed the preflight but whose play never ran has no drift found, and is no
+    clean host either: the report says it was not checked to the end and the exit code is 1."""
+    hosts = {"server": HostStats(ok=3, failed=1), "laptop": HostStats(ok=2)}
+    result = RunResult(
+        status="failed", rc=2, hosts=hosts, failures=[], changes=[], artifact_dir=Path("/runs/x"),
+        started=datetime(2026, 1, 1), finished=datetime(2026, 1, 1),
+        outcomes=host_outcomes(hosts, planned=["server", "laptop"], worked=["server"]),
+    )
+    report = _report(result)
+    assert "laptop: not run: ansible-playbook ended the run before its play" in report
+    assert "check incomplete" in report and "laptop: no drift" not in report
+    assert drift_exit(result) == (ExitCode.FAILED, "failed on server; not run: laptop")
