@@ -137,8 +137,26 @@ def test_sealed_files_are_ours_until_edited() -> None:
 
 def test_missing_and_unreadable_files() -> None:
     assert cc.file_state({"failed": True, "msg": "file not found: /home/a/.continue/config.yaml"}) == "absent"
-    assert cc.file_state({"failed": True, "msg": "source is a directory and must be a file"}) == "foreign"
+    assert cc.file_state({"failed": True, "msg": "File is not readable: /home/a/.continue/config.yaml"}) == "foreign"
     assert cc.file_state({"content": base64.b64encode(b"\xff\xfe").decode()}) == "foreign"
+    # Things in the way: a directory in config.yaml's place; slurp's catch-all (~/.continue is a file).
+    assert cc.file_state({"failed": True, "msg": "Source is a directory and must be a file: /x"}) == "directory"
+    assert cc.file_state({"failed": True, "msg": "Unable to slurp file: {source}"}) == "blocked"
+
+
+def test_what_is_in_the_way_is_looked_at_and_a_directory_is_kept_with_keep() -> None:
+    accounts = {"alice": {"home": "/home/alice"}, "bob": {"home": "/home/bob/"}, "carol": {"home": "/home/carol"}}
+    states = {"alice": "blocked", "bob": "directory", "carol": "ours"}
+    assert cc.in_the_way(states, accounts, "backup") == [
+        {"path": "/home/alice/.continue", "type": "directory"},
+        {"path": "/home/alice/.continue/config.yaml", "type": "file"},
+        {"path": "/home/bob/.continue/config.yaml", "type": "file"},
+    ]
+    assert cc.in_the_way(states, accounts, "keep") == [
+        {"path": "/home/alice/.continue", "type": "directory"},
+        {"path": "/home/alice/.continue/config.yaml", "type": "file"},
+    ]
+    assert cc.in_the_way({"carol": "foreign"}, accounts, "backup") == []
 
 
 def test_plain_turns_ansible_types_into_plain_data() -> None:

@@ -213,3 +213,40 @@ def test_owner_and_group_go_to_the_developer_and_a_wrong_owner_is_a_change(tmp_p
     assert target.stat().st_uid == 0
     assert _run(target, VSCODE, owner="nobody", group="65534")["changed"] is True
     assert target.stat().st_uid == 65534
+
+
+def test_what_is_in_the_way_is_moved_aside_never_deleted(tmp_path: Path) -> None:
+    # A directory where settings.json goes (in check mode only reported), then a file where one of
+    # the directories up to globalContext.json goes.
+    target = tmp_path / "settings.json"
+    target.mkdir()
+    (target / "mine").write_text("keep me")
+    dry = _run(target, VSCODE, "--check")
+    assert dry["changed"] is True and dry["created"] is True and list(dry["moved"]) == [str(target)]
+    assert target.is_dir()
+
+    result = _run(target, VSCODE)
+    assert result["changed"] is True and json.loads(target.read_text()) == VSCODE
+    moved = Path(result["moved"][str(target)])
+    assert moved.name.startswith("settings.json.") and moved.name.endswith("~")
+    assert (moved / "mine").read_text() == "keep me"
+    assert any("in the way" in warning for warning in result["warnings"])
+    assert _run(target, VSCODE)["changed"] is False
+
+    index = tmp_path / ".continue/index"
+    index.parent.mkdir()
+    index.write_text("not a directory")
+    context = index / "globalContext.json"
+    result = _run(context, CONTINUE, indent=2)
+    assert result["changed"] is True and json.loads(context.read_text()) == CONTINUE
+    assert Path(result["moved"][str(index)]).read_text() == "not a directory"
+
+
+def test_a_link_to_a_directory_is_moved_not_its_target(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "settings.json"
+    link.symlink_to(elsewhere)
+    result = _run(link, VSCODE)
+    assert result["changed"] is True and link.is_file() and not link.is_symlink()
+    assert Path(result["moved"][str(link)]).is_symlink() and elsewhere.is_dir() and list(elsewhere.iterdir()) == []

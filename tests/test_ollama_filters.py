@@ -116,3 +116,18 @@ def test_sha256sums_reads_release_checksum_files() -> None:
     text = ("a" * 64 + "  ollama-linux-amd64.tar.zst\n" + "B" * 64 + " *./ollama-linux-arm64.tgz\n"
             "garbage line\n")
     assert om.sha256sums(text) == {"ollama-linux-amd64.tar.zst": "a" * 64, "ollama-linux-arm64.tgz": "b" * 64}
+
+
+def test_manifest_names_are_what_the_api_lists() -> None:
+    # A check run that finds the server stopped plans from the store's manifests instead of /api/tags.
+    root = "/usr/share/ollama/.ollama/models/manifests"
+    paths = [f"{root}/registry.ollama.ai/library/llama3.2/latest",
+             f"{root}/registry.ollama.ai/library/qwen2.5-coder/1.5b",
+             f"{root}/registry.ollama.ai/alice/coder/v2",
+             f"{root}/mirror.lan:5000/team/coder/7b",
+             f"{root}/registry.ollama.ai/library/partial",  # not host/namespace/model/tag
+             "/elsewhere/registry.ollama.ai/library/x/latest"]
+    assert om.manifest_names(paths, root + "/") == [
+        "alice/coder:v2", "llama3.2:latest", "mirror.lan:5000/team/coder:7b", "qwen2.5-coder:1.5b"]
+    plan = om.model_plan(["llama3.2", "qwen2.5-coder:7b"], om.manifest_names(paths, root), 0)
+    assert plan["pull"] == ["qwen2.5-coder:7b"]

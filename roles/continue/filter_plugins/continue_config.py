@@ -343,12 +343,21 @@ def seal(body: str) -> str:
 
 
 def file_state(slurped: Mapping[str, Any]) -> str:
-    """What a config.yaml is, from its slurp result: "absent", "ours" (our seal matches) or "foreign".
+    """What a config.yaml is, from its slurp result: "absent", "ours" (our seal matches), "foreign",
+    "directory" (a directory in its place) or "blocked" (slurp's catch-all error: in practice
+    ~/.continue is a file, so nothing below it can be read; llm_host_paths looks closer).
 
-    A file that could not be read for any reason but absence counts as foreign: it is backed up.
+    A file root may not read counts as foreign: it is backed up.
     """
     if "content" not in slurped:
-        return "absent" if "not found" in str(slurped.get("msg", "")).lower() else "foreign"
+        msg = str(slurped.get("msg", "")).lower()
+        if "not found" in msg:
+            return "absent"
+        if "is a directory" in msg:
+            return "directory"
+        if "unable to slurp" in msg:
+            return "blocked"
+        return "foreign"
     try:
         text = base64.b64decode(str(slurped["content"])).decode()
     except (ValueError, UnicodeDecodeError):
@@ -357,6 +366,22 @@ def file_state(slurped: Mapping[str, Any]) -> str:
     if match and _digest(text[match.end():]) == match.group(1):
         return "ours"
     return "foreign"
+
+
+def in_the_way(states: Mapping[str, str], accounts: Mapping[str, Mapping[str, Any]], hand_edits: str) -> list[dict[str, str]]:
+    """The paths llm_host_paths looks at, moving aside what is in the way, before the developers'
+    files are written: ~/.continue where config.yaml could not be read ("blocked": a file in its
+    place), and config.yaml where a directory is in its place, only with continue_hand_edits backup
+    (with keep it is kept, like a hand-written file). The module moves only what is in the way.
+    """
+    wanted = []
+    for user, state in states.items():
+        home = str(accounts[user]["home"]).rstrip("/")
+        if state == "blocked":
+            wanted.append({"path": f"{home}/.continue", "type": "directory"})
+        if state == "directory" and hand_edits == "backup" or state == "blocked":
+            wanted.append({"path": f"{home}/.continue/config.yaml", "type": "file"})
+    return wanted
 
 
 class FilterModule:
@@ -373,4 +398,5 @@ class FilterModule:
             "continue_team_model_errors": team_model_errors,
             "continue_seal": seal,
             "continue_file_state": file_state,
+            "continue_in_the_way": in_the_way,
         }

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,11 @@ description:
     warning that names it and the reason, and C(changed=false).
   - Creates a missing file, and missing directories up to it (I(dir_mode)), owned by I(owner) and
     I(group). Follows a symbolic link to the file it points at (dotfile managers).
+  - What is in the way of the file is moved aside, never deleted: a directory (or a link to one, or
+    anything else that is not a file) at the path, or a file where one of the directories up to it
+    goes, is renamed C(<name>.<pid>.<date>@<time>~) (Ansible's backup naming) with a warning, and the
+    file is created (in check mode: reported). Where this user may not rename it, it is left alone
+    with a warning.
   - Supports check mode and diff mode.
 options:
   path:
@@ -70,6 +76,10 @@ created:
 left_alone:
   description: Why the file was left alone (not JSON with comments, or not writable), or null.
   type: str
+  returned: always
+moved:
+  description: What was in the way and where it was moved (in check mode, would be), or an empty mapping.
+  type: dict
   returned: always
 """
 
@@ -382,6 +392,30 @@ def _can_replace(path: str) -> bool:
     return os.access(directory or ".", os.W_OK | os.X_OK)
 
 
+def _in_the_way(path: str) -> str | None:
+    """What must move for `path` to be a file: the path itself when it is neither a file nor a link
+    to one (a dangling link is followed, like one to a file), else the nearest existing directory
+    up to it when that is not a directory. None when nothing is in the way."""
+    if os.path.lexists(path):
+        if os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path)):
+            return None
+        return path
+    directory = os.path.dirname(path)
+    while directory and not os.path.lexists(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return directory if directory and os.path.lexists(directory) and not os.path.isdir(directory) else None
+
+
+def _aside(path: str) -> str:
+    """Where Ansible's backup of `path` would go (module.backup_local's naming), unused."""
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S~", time.localtime())
+    candidate, count = f"{path}.{os.getpid()}.{stamp}", 0
+    while os.path.lexists(candidate):
+        count += 1
+        candidate = f"{path}.{os.getpid()}.{count}.{stamp}"
+    return candidate
+
+
 def _missing_dirs(path: str) -> list[str]:
     missing = []
     directory = os.path.dirname(path)
@@ -408,10 +442,26 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    path = os.path.realpath(params["path"]) if os.path.islink(params["path"]) else params["path"]
-    created = not os.path.exists(path)
-    result: dict[str, Any] = {"path": path, "created": created, "left_alone": None}
     keys = ", ".join(".".join(p) for p, _ in leaves(params["settings"]))
+    blocking = _in_the_way(params["path"])
+    moved: dict[str, str] = {}
+    if blocking:
+        if not _can_replace(blocking):
+            module.warn(f"{params['path']} was left as it is: {blocking} is in its way and this account may not "
+                        f"move it. Set {keys} by hand.")
+            module.exit_json(changed=False, path=params["path"], created=False, moved=moved,
+                             left_alone=f"{blocking} is in the way and may not be moved")
+        moved[blocking] = _aside(blocking)
+        if not module.check_mode:
+            os.rename(blocking, moved[blocking])
+        what = ("not a file" if blocking == params["path"]
+                else f"a file where a directory up to {params['path']} goes")
+        module.warn(f"{blocking} was {what}: {'moved' if not module.check_mode else 'a real run moves it'} "
+                    f"to {moved[blocking]}")
+    # A link to a directory was moved itself, not its target: the file goes where the link was.
+    path = os.path.realpath(params["path"]) if os.path.islink(params["path"]) and not moved else params["path"]
+    created = bool(moved) or not os.path.exists(path)
+    result: dict[str, Any] = {"path": path, "created": created, "left_alone": None, "moved": moved}
 
     def leave_alone(reason: str) -> None:
         module.warn(f"{path} was left as it is: {reason}. Set {keys} by hand.")

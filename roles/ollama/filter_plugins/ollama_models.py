@@ -230,6 +230,26 @@ def custom_model_drift(show: Mapping[str, Any] | None, desired: Mapping[str, Any
     return reasons
 
 
+def manifest_names(paths: Iterable[str], root: str) -> list[str]:
+    """The models whose manifests are at `paths` in a store's manifests directory `root`.
+
+    Ollama keeps one manifest per model at <root>/<host>/<namespace>/<model>/<tag>; the names are
+    what /api/tags lists, for a check run that finds the server not answering. Anything else there
+    (a partial download, a stray file) is not a model and is left out.
+    """
+    names = []
+    prefix = root.rstrip("/") + "/"
+    for path in paths or []:
+        parts = path[len(prefix):].split("/") if path.startswith(prefix) else []
+        if len(parts) != 4:
+            continue
+        try:
+            names.append(model_name("/".join(parts[:3]) + ":" + parts[3]))
+        except ValueError:
+            continue
+    return sorted(set(names))
+
+
 def sha256sums(text: str) -> dict[str, str]:
     """The `sha256sum` output a release publishes ("<hex>  [*./]name" lines) as name -> hex."""
     sums: dict[str, str] = {}
@@ -252,4 +272,5 @@ class FilterModule:
             "ollama_with_models": with_models,
             "ollama_custom_model_drift": custom_model_drift,
             "ollama_sha256sums": sha256sums,
+            "ollama_manifest_names": manifest_names,
         }
