@@ -98,6 +98,7 @@ def test_below_a_path_that_moves_is_absent_and_check_mode_never_fails_on_it(tmp_
     dry = _run(wanted, "--check")
     assert list(dry["moved"]) == [str(tmp_path / "etc")]
     assert dry["paths"][str(tmp_path / "etc/ollama.env")] == {"exists": False}
+    assert dry["affected"] == [str(tmp_path / "etc"), str(tmp_path / "etc/ollama.env")]
 
 
 def test_checksum_content_and_attributes_to_compare(tmp_path: Path) -> None:

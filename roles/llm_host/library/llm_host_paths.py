@@ -78,6 +78,13 @@ moved:
   description: Each path moved aside (in check mode, that would be) and where to.
   type: dict
   returned: always
+affected:
+  description:
+    - The entries moved aside and those below them (in check mode, that would be): where a role's own
+      task would meet what is in the way, or a missing directory above it, in check mode.
+  type: list
+  elements: str
+  returned: always
 """
 
 TYPES = ("file", "directory", "link")
@@ -193,6 +200,7 @@ def main() -> None:
     paths: dict[str, dict[str, Any]] = {}
     moved: dict[str, str] = {}
     different: list[str] = []
+    affected: list[str] = []  # moved, or below what moved
     gone: list[str] = []  # the normalised paths moved aside
     before: list[str] = []
     after: list[str] = []
@@ -200,6 +208,7 @@ def main() -> None:
         path = os.path.normpath(entry["path"])
         if any(path.startswith(top.rstrip("/") + "/") for top in gone):
             paths[entry["path"]] = {"exists": False}
+            affected.append(entry["path"])
             continue
         info = look(path, bool(entry.get("checksum")), bool(entry.get("read")))
         if in_the_way(info, entry.get("type")):
@@ -214,6 +223,7 @@ def main() -> None:
             module.warn(f"{path} was {what}, in the way of the {entry['type']} llmfleet puts there: "
                         f"{'moved' if not module.check_mode else 'a real run moves it'} to {destination}")
             moved[entry["path"]] = destination
+            affected.append(entry["path"])
             gone.append(path)
             before.append(f"{path}: {what}")
             after.append(f"{path}: moved to {destination}, a {entry['type']} in its place")
@@ -222,7 +232,8 @@ def main() -> None:
             different.append(entry["path"])
         paths[entry["path"]] = info
 
-    result: dict[str, Any] = {"changed": bool(moved), "paths": paths, "differs": different, "moved": moved}
+    result: dict[str, Any] = {"changed": bool(moved), "paths": paths, "differs": different, "moved": moved,
+                              "affected": affected}
     if moved and module._diff:
         result["diff"] = {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n",
                           "before_header": "what is in the way", "after_header": "moved aside"}

@@ -1,0 +1,300 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Whether a virtualenv llmfleet installed is still the one it installed, and the record that says so."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: llm_host_venv
+short_description: Inspect a virtualenv against its install record, or write the record
+description:
+  - C(state=inspected) (read-only, also in check mode) reads the virtualenv from the file system, without
+    starting its Python: whether its interpreter is there, the installed version of I(package), the install
+    record I(marker) (the I(spec) it was installed from and the distributions it then held), and whether
+    each of I(entry_points) is executable with the content its installer recorded. It lists every problem
+    (C(problems)): no interpreter, I(package) missing or another version, a recorded distribution missing
+    or at another version (C(uv pip uninstall), C(pip install x==other)), an entry point altered or not
+    executable, no record or a record of another spec. Distributions installed since are not problems.
+  - C(state=recorded) writes the record after a successful install: I(spec) and the distributions the
+    virtualenv now holds (C(name==version)), root's, C(0644), replaced atomically; changed when it differs.
+    Check mode reports it.
+  - For the roles that install into virtualenvs (open_webui, vllm): what to install again and how to
+    repair in place (C(pins), C(reinstall)) is decided from one module call on a run with nothing to do.
+options:
+  path:
+    description: The virtualenv.
+    type: path
+    required: true
+  spec:
+    description: What the virtualenv must have been installed from (compared with the record's, key by key).
+    type: dict
+    required: true
+  package:
+    description: The distribution the virtualenv is for (C(open-webui), C(vllm)).
+    type: str
+    required: true
+  version:
+    description: The version I(package) must have; unset, any version it was installed at.
+    type: str
+  entry_points:
+    description: Scripts in the virtualenv's C(bin) that must be executable and as I(package)'s installer wrote them.
+    type: list
+    elements: str
+    default: []
+  marker:
+    description: The record's file name, in the virtualenv.
+    type: str
+    default: .llmfleet-install.json
+  link:
+    description: A link (the running version's C(current)) whose target to report as C(link_target).
+    type: path
+  state:
+    description: C(inspected) or C(recorded).
+    type: str
+    choices: [inspected, recorded]
+    default: inspected
+author: llmfleet
+"""
+
+EXAMPLES = r"""
+- name: Inspect the virtualenv of open-webui 0.12.4
+  llm_host_venv:
+    path: /opt/llmfleet/open-webui/0.12.4
+    package: open-webui
+    version: 0.12.4
+    spec: {version: 0.12.4, torch_backend: cpu}
+    entry_points: [open-webui]
+    link: /opt/llmfleet/open-webui/current
+  register: __open_webui_venv_state
+
+- name: Record what it was installed from, and what it holds
+  llm_host_venv:
+    path: /opt/llmfleet/open-webui/0.12.4
+    package: open-webui
+    spec: {version: 0.12.4, torch_backend: cpu}
+    state: recorded
+"""
+
+RETURN = r"""
+problems:
+  description: Why the virtualenv is not the one the record says was installed; empty when it is.
+  type: list
+  elements: str
+  returned: always
+install_needed:
+  description: Whether I(package) must be installed (again) into it: C(problems) is not empty.
+  type: bool
+  returned: always
+usable:
+  description: Its interpreter is there and I(package) is installed at I(version) (it may still need repairing).
+  type: bool
+  returned: always
+record_needed:
+  description: No problems, but the record holds no list of distributions (an older llmfleet wrote it).
+  type: bool
+  returned: always
+version:
+  description: The installed version of I(package), or null.
+  type: str
+  returned: always
+pins:
+  description:
+    - The recorded distributions as C(name==version), when the record is of this I(spec): constraints that
+      make an install restore what drifted. Empty otherwise.
+  type: list
+  elements: str
+  returned: always
+reinstall:
+  description: Distributions whose files must be written again (an entry point of I(package) altered or not executable).
+  type: list
+  elements: str
+  returned: always
+link_target:
+  description: Where I(link) points, or C(none).
+  type: str
+  returned: when link is set
+"""
+
+DIST_INFO = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
+
+
+def normalise(name: str) -> str:
+    """A distribution name as it is compared (PEP 503), with the underscores of dist-info names."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def site_packages(venv: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(venv, "lib", "python*", "site-packages")))
+
+
+def distributions(venv: str) -> dict[str, tuple[str, str]]:
+    """normalised name -> (version, dist-info directory) of what the virtualenv holds."""
+    found = {}
+    for directory in site_packages(venv):
+        for entry in os.listdir(directory):
+            match = DIST_INFO.match(entry)
+            if match:
+                found[normalise(match["name"])] = (match["version"], os.path.join(directory, entry))
+    return found
+
+
+def _recorded_hash(record_file: str, script: str) -> str | None:
+    """The urlsafe-base64 sha256 the installer wrote in RECORD for bin/<script>, or None."""
+    try:
+        with open(record_file, encoding="utf-8") as handle:
+            for line in handle:
+                path, _, rest = line.rstrip("\n").partition(",")
+                if path.replace("\\", "/").endswith("/bin/" + script) and rest.startswith("sha256="):
+                    return rest.split(",", 1)[0][len("sha256="):]
+    except OSError:
+        return None
+    return None
+
+
+def _file_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def read_marker(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            marker = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def inspect(venv: str, spec: dict[str, Any], package: str, version: str | None, entry_points: list[str],
+            marker_name: str) -> dict[str, Any]:
+    problems: list[str] = []
+    python = os.path.join(venv, "bin", "python")
+    python_ok = os.path.isfile(python) and os.access(python, os.X_OK)
+    if not os.path.isdir(venv):
+        problems.append(f"{venv} is missing")
+    elif not python_ok:
+        problems.append(f"its Python is missing or cannot run ({python} -> {os.path.realpath(python)})")
+    held = distributions(venv) if os.path.isdir(venv) else {}
+    installed = held.get(normalise(package))
+    installed_version = installed[0] if installed else None
+    if os.path.isdir(venv) and installed is None:
+        problems.append(f"{package} is not installed")
+    elif installed is not None and version is not None and installed_version != version:
+        problems.append(f"{package} is {installed_version}, not {version}")
+
+    marker = read_marker(os.path.join(venv, marker_name))
+    recorded = {key: value for key, value in (marker or {}).items() if key != "dists"}
+    same_spec = marker is not None and recorded == spec
+    if os.path.isdir(venv) and marker is None:
+        problems.append("no record of a finished install")
+    elif marker is not None and not same_spec:
+        changed = sorted(key for key in set(recorded) | set(spec) if recorded.get(key) != spec.get(key))
+        problems.append(f"installed with other settings ({', '.join(changed)})")
+
+    dists = (marker or {}).get("dists")
+    pins: list[str] = []
+    if same_spec and isinstance(dists, list):
+        pins = [str(pin) for pin in dists]
+        for pin in pins:
+            name, _, pinned = pin.partition("==")
+            now = held.get(normalise(name))
+            if now is None:
+                problems.append(f"{name} {pinned} is missing")
+            elif now[0] != pinned:
+                problems.append(f"{name} is {now[0]}, was installed as {pinned}")
+
+    reinstall: list[str] = []
+    for script in entry_points if os.path.isdir(venv) else []:
+        path = os.path.join(venv, "bin", script)
+        wanted = _recorded_hash(os.path.join(installed[1], "RECORD"), script) if installed else None
+        if not os.path.isfile(path):
+            problem = f"bin/{script} is missing"
+        elif not os.access(path, os.X_OK):
+            problem = f"bin/{script} is not executable"
+        elif wanted is not None and _file_hash(path) != wanted:
+            problem = f"bin/{script} differs from what was installed"
+        else:
+            continue
+        problems.append(problem)
+        if installed is not None and package not in reinstall:
+            reinstall.append(package)
+
+    return {
+        "problems": problems,
+        "install_needed": bool(problems),
+        "usable": python_ok and installed is not None and (version is None or installed_version == version),
+        "record_needed": not problems and same_spec and not isinstance(dists, list),
+        "version": installed_version,
+        "pins": pins,
+        "reinstall": reinstall,
+    }
+
+
+def record(module: AnsibleModule, venv: str, spec: dict[str, Any], marker_name: str) -> None:
+    held = distributions(venv)
+    content = json.dumps(dict(spec, dists=sorted(f"{name}=={version}" for name, (version, _) in held.items())),
+                         indent=4, sort_keys=True) + "\n"
+    path = os.path.join(venv, marker_name)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            current = handle.read()
+    except OSError:
+        current = None
+    result: dict[str, Any] = {"changed": current != content, "path": path}
+    if result["changed"] and module._diff:
+        result["diff"] = {"before": current or "", "after": content, "before_header": path, "after_header": path}
+    if result["changed"] and not module.check_mode:
+        handle, temporary = tempfile.mkstemp(dir=venv, prefix=".llmfleet-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(content)
+        os.chmod(temporary, 0o644)
+        os.rename(temporary, path)
+    module.exit_json(**result)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "spec": {"type": "dict", "required": True},
+            "package": {"type": "str", "required": True},
+            "version": {"type": "str"},
+            "entry_points": {"type": "list", "elements": "str", "default": []},
+            "marker": {"type": "str", "default": ".llmfleet-install.json"},
+            "link": {"type": "path"},
+            "state": {"type": "str", "choices": ["inspected", "recorded"], "default": "inspected"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    # The spec as JSON sees it, so that it compares equal to the record read back.
+    spec = json.loads(json.dumps(params["spec"]))
+    if params["state"] == "recorded":
+        if not os.path.isdir(params["path"]):
+            if module.check_mode:
+                module.exit_json(changed=True, path=os.path.join(params["path"], params["marker"]))
+            module.fail_json(msg=f"{params['path']} is missing: nothing to record")
+        record(module, params["path"], spec, params["marker"])
+    result = inspect(params["path"], spec, params["package"], params["version"], params["entry_points"],
+                     params["marker"])
+    if params["link"]:
+        result["link_target"] = os.readlink(params["link"]) if os.path.islink(params["link"]) else "none"
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

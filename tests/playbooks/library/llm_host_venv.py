@@ -1,0 +1,1 @@
+../../../roles/llm_host/library/llm_host_venv.py
