@@ -58,12 +58,14 @@ def test_template_of_an_instance(mod: ModuleType) -> None:
 def test_overriding_dropins_move_and_additions_stay(mod: ModuleType, tmp_path: Path) -> None:
     moved = _dropin(tmp_path, "etc", "ollama.service", "override.conf", "[Service]\nExecStart=\nExecStart=/usr/local/bin/ollama serve\n")
     runtime = _dropin(tmp_path, "run", "ollama.service", "sandbox.conf", "[Service]\nReadWritePaths=/data\n")
+    unset = _dropin(tmp_path, "etc", "ollama.service", "unset.conf", "[Service]\nUnsetEnvironment=OLLAMA_HOST\n")
     kept = _dropin(tmp_path, "etc", "ollama.service", "proxy.conf", "[Service]\nEnvironment=HTTPS_PROXY=http://proxy:3128\nNice=5\n")
     unit_only = _dropin(tmp_path, "etc", "ollama.service", "after.conf", "[Unit]\nAfter=remote-fs.target\n")
     ignored = _dropin(tmp_path, "etc", "ollama.service", "notes.txt", "[Service]\nUser=root\n")
     moves, keep, warnings = mod.plan(["ollama.service"], UNIT, [], [])
     assert [(m["path"], m["to"], m["keys"]) for m in moves] == [
         (str(moved), f"{moved}.llmfleet-disabled", ["ExecStart"]),
+        (str(unset), f"{unset}.llmfleet-disabled", ["UnsetEnvironment"]),
         (str(runtime), f"{runtime}.llmfleet-disabled", ["ReadWritePaths"]),
     ]
     assert keep == [str(unit_only), str(kept)]

@@ -17,7 +17,8 @@ description:
     [Service] section sets (C(ExecStart=), C(User=), C(EnvironmentFile=), a sandbox line...) is
     renamed to C(<name>.conf.llmfleet-disabled), which systemd ignores; it is never deleted. A
     drop-in that only adds other settings (C(Environment=HTTPS_PROXY=...), C(Nice=), C(MemoryMax=))
-    stays, as does a key listed in C(keep).
+    stays, as does a key listed in C(keep). C(UnsetEnvironment=) counts as a line of
+    C(EnvironmentFile=): it removes what the unit's settings file sets.
   - Looked at are the admin's drop-in directories of each unit and, for a template instance
     (C(vllm@a.service)), of its template (C(vllm@.service)), under /etc/systemd/system and
     /run/systemd/system. A drop-in in C(loaded) elsewhere (vendor directories under /usr or /lib, or
@@ -54,6 +55,9 @@ kept: {description: drop-ins of the units that only add settings, type: list, re
 """
 
 ADMIN_ROOTS = ("/etc/systemd/system", "/run/systemd/system")
+# Drop-in keys that override another key of the unit: UnsetEnvironment= removes variables the
+# unit's EnvironmentFile= sets (a drop-in's Environment= cannot: EnvironmentFile= wins over it).
+OVERRIDES = {"UnsetEnvironment": "EnvironmentFile"}
 SUFFIX = ".llmfleet-disabled"
 
 
@@ -123,6 +127,11 @@ def aside(path: str) -> str:
     return target
 
 
+def overriding_keys(dropin_text: str, ours: set[str]) -> list[str]:
+    """The drop-in's [Service] keys that override one of ours."""
+    return sorted(key for key in service_keys(dropin_text) if OVERRIDES.get(key, key) in ours)
+
+
 def plan(
     units: list[str], unit_file_text: str, keep: list[str], loaded: list[str]
 ) -> tuple[list[dict], list[str], list[str]]:
@@ -131,7 +140,7 @@ def plan(
     moves, kept, warnings = [], [], []
     own = own_dropins(units)
     for path in own:
-        overriding = sorted(service_keys(read(path)) & ours)
+        overriding = overriding_keys(read(path), ours)
         if overriding:
             moves.append({"path": path, "to": aside(path), "keys": overriding})
         else:
@@ -139,7 +148,7 @@ def plan(
     for path in loaded:
         if path in own:
             continue
-        overriding = sorted(service_keys(read(path)) & ours)
+        overriding = overriding_keys(read(path), ours)
         if overriding:
             warnings.append(
                 f"{path} overrides {', '.join(k + '=' for k in overriding)} of {', '.join(units)}; it is not moved "
