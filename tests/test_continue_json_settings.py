@@ -230,7 +230,7 @@ def test_what_is_in_the_way_is_moved_aside_never_deleted(tmp_path: Path) -> None
     moved = Path(result["moved"][str(target)])
     assert moved.name.startswith("settings.json.") and moved.name.endswith("~")
     assert (moved / "mine").read_text() == "keep me"
-    assert any("in the way" in warning for warning in result["warnings"])
+    assert f"{target} was not a file: moved to {moved}" in result["warnings"]
     assert _run(target, VSCODE)["changed"] is False
 
     index = tmp_path / ".continue/index"
