@@ -235,8 +235,7 @@ class RunResult:
             "hosts": {
                 host: {
                     **asdict(stats),
-                    "state": self.outcome(host).state,
-                    "reason": self.outcome(host).reason,
+                    **asdict(self.outcome(host)),
                     "notices": [{"task": n.task, "message": n.message} for n in self.notices if n.host == host],
                 }
                 for host, stats in sorted(self.hosts.items())
@@ -389,14 +388,14 @@ def render_summary(result: RunResult, console: Console) -> None:
     for host, stats in sorted(result.hosts.items()):
         state = result.outcome(host).state
         table.add_row(
-            Text(host, style="bold red" if state in _STATE_STYLE and "red" in _STATE_STYLE[state] else ""),
+            Text(host, style="bold red" if state not in ("changed", "ok") else ""),
             Text(state, style=_STATE_STYLE.get(state, "")),
             *count_cells(stats),
         )
     console.print(table)
 
-    unfinished = [(host, result.outcome(host)) for host in sorted(result.hosts)]
-    unfinished = [(host, outcome) for host, outcome in unfinished if outcome.state in _UNFINISHED]
+    unfinished = [(host, result.outcome(host)) for host in sorted(result.hosts)
+                  if result.outcome(host).state in _UNFINISHED]
     if unfinished:
         console.print(Text("Not converged:", style="bold red"))
         for host, outcome in unfinished:
