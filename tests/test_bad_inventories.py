@@ -12,7 +12,9 @@ systemd, then imports the real playbooks/preflight.yml.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,12 @@ class Case:
     expect: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
 
+
+# issue 19: host facts. Model directories of the vLLM path cases, and a place whose free space the
+# disk cases size their models by: each of two models takes 60 % of it, so either fits and both do not.
+MODELS = PLAYBOOK.parent / "models"
+ROOM = Path(tempfile.gettempdir()) / "llmfleet-bad-inventories"
+ROOM_B = shutil.disk_usage(ROOM.parent).free * 0.6 / 2e9  # billions of bf16 parameters
 
 CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
@@ -151,6 +159,40 @@ CASES = [
          ("the team server served-team-gpu's vLLM server at http://team-gpu.lan:8000/v1 serves 'coder', not "
           "'Qwen/Qwen2.5-Coder-1.5B-Instruct'", "set model: coder"),
          extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
+
+    # issue 19: host facts
+    Case("vllm-model-path-missing", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "/srv/models/Qwen2.5-Coder-1.5B-Instruct"}]},
+         ("vllm_models[0].model is /srv/models/Qwen2.5-Coder-1.5B-Instruct, which does not exist on "
+          "vllm-model-path-missing", "Copy the model there", "give the model's Hugging Face id")),
+    Case("vllm-model-path-misspelled", "workstations",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": str(MODELS / "tiny")},
+                                                 {**CODER, "name": "chat", "port": 8001, "model": str(MODELS / "tinny")}]},
+         (f"vllm_models[1].model is {MODELS / 'tinny'}, which does not exist", "correct the path")),
+    Case("vllm-model-path-not-a-model-directory", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": str(MODELS)}]},
+         (f"vllm_models[0].model is {MODELS}, a directory on vllm-model-path-not-a-model-directory without "
+          "config.json and without weights (*.safetensors or *.bin), so not a model directory",)),
+    Case("vllm-model-path-without-weights", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": str(MODELS / "config-only")}]},
+         ("without weights (*.safetensors or *.bin), so not a model directory", "Copy the model there")),
+    Case("vllm-model-path-is-a-file", "workstations",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": str(MODELS / "tiny" / "config.json")}]},
+         ("config.json, a file that is not a GGUF model",)),
+    Case("ollama-model-larger-than-the-disk", "dev_laptops",
+         {"ollama_memory_budget_mb": 8 * 1024 * 1024, "ollama_models": ["qwen2.5-coder:1.5b", "qwen3:9000b"]},
+         ("Would not fit: Ollama model qwen3:9000b (about 5401.0 GiB)", "Free space on",
+          "move the models to a larger file system (ollama_models_dir)", "remove those models")),
+    Case("vllm-model-larger-than-the-disk", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "Qwen/Qwen3-9000B"}]},
+         ("Would not fit: vllm_models[0].model Qwen/Qwen3-9000B (about 16763.8 GiB)", "(vllm_home)")),
+    # Each fits alone; Ollama's store and vLLM's cache share a file system, and together they do not.
+    Case("ollama-and-vllm-models-together-larger-than-the-disk", "workstations",
+         {"vllm_enabled": True, "vllm_home": str(ROOM / "vllm"), "ollama_models_dir": str(ROOM / "ollama"),
+          "vllm_models": [{**CODER, "model": f"Qwen/Qwen3-{ROOM_B:.1f}B"}],
+          "ollama_memory_budget_mb": 8 * 1024 * 1024,
+          "ollama_models": [{"name": "qwen3:32b", "memory_gb": round(ROOM_B * 2e9 / 2**30, 1)}]},
+         ("Would not fit: vllm_models[0].model Qwen/Qwen3-", "(ollama_models_dir, vllm_home)")),
 ]
 
 
