@@ -32,8 +32,10 @@ from typing import Any
 import yaml
 
 PREFIXES = ("ollama_", "open_webui_", "vllm_", "continue_", "llm_host_", "llm_firewall_")
-# Set by the roles themselves (set_fact), not by the inventory.
-ROLE_FACTS = frozenset({"llm_host_facts"})
+# Set by the roles themselves (set_fact), not by the inventory: what llm_host detected and the team
+# server's URLs, what llm_host's paths entry point moved aside (tests/test_llm_host_inventory.py
+# finds every such name in the roles and playbooks).
+ROLE_FACTS = frozenset({"llm_host_facts", "llm_host_team", "llm_host_paths_moved"})
 # Ansible's own names, never near misses of ours.
 _ANSIBLE = re.compile(r"^(ansible_|inventory_|group_names$|groups$|playbook_dir$|omit$|role_|play_hosts$)")
 # Near misses are looked for in names at least this long (short names are too close to everything).
