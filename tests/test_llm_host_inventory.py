@@ -6,6 +6,7 @@ pin its rules one by one, and run it over the project's own inventories, which m
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,12 @@ def test_what_the_roles_set_themselves_is_never_reported() -> None:
     found = _set_by_roles()
     assert {"llm_host_facts", "llm_host_team"} <= found
     assert found <= inv.ROLE_FACTS, "a role sets a public variable the inventory check would report"
+
+
+def test_a_misspelled_variable_in_the_example_inventory_is_caught(tmp_path: Path) -> None:
+    example = tmp_path / "example"
+    shutil.copytree(ROOT / "inventory/example", example)
+    with (example / "host_vars/carol-thinkpad.yml").open("a") as handle:
+        handle.write("\nolama_models: [qwen3:8b]\ncontinue_user: [carol]\n")
+    found = problems(**_hosts_vars(example)["carol-thinkpad"])
+    assert [p.split(" ", 1)[0] for p in found] == ["continue_user", "olama_models"]
