@@ -165,3 +165,23 @@ def test_plain_turns_ansible_types_into_plain_data() -> None:
 
     data = cc.plain({"a": (Text("x"), 1, 2.5, True, None)})
     assert data == {"a": ["x", 1, 2.5, True, None]} and type(data["a"][0]) is str
+
+
+def test_developers_who_share_a_home_are_named_together() -> None:
+    accounts = {"alice": {"home": "/home/dev"}, "bob": {"home": "/home/dev/"}, "carol": {"home": "/home/carol"},
+                "dave": {"home": "/home/dev"}}
+    assert cc.shared_homes(accounts) == [
+        "continue_users names alice and bob and dave, who share the home /home/dev: each would overwrite the other's "
+        "~/.continue on every run. Keep one of them in continue_users, or give each their own home"]
+    assert cc.shared_homes({"alice": {"home": "/home/alice"}, "bob": {"home": "/home/bob"}}) == []
+
+
+@pytest.mark.parametrize("users", [["alice\n"], ["alice bob"], [{"name": "root\n"}]])
+def test_an_account_name_with_anything_around_it_is_refused(users: list) -> None:
+    assert any("not an account name" in e for e in cc.user_errors(users))
+
+
+@pytest.mark.parametrize("base", ["http://team-gpu.lan:8000/v1\n", "team-gpu.lan:8000", "http://:8000/v1"])
+def test_an_api_base_must_be_a_whole_url(base: str) -> None:
+    errors = cc.config_errors({"name": "alice", "version": "1.0.0", "vllm_api_base": base, "models": []})
+    assert any("(continue_vllm_api_base)" in e and "is not an http(s):// URL" in e for e in errors)

@@ -62,7 +62,7 @@ def test_networks_split_by_family_and_merged() -> None:
         "10.1.0.0/16", "10.0.0.0/8",                # contained: one element (nft refuses overlaps)
         "192.168.1.0/25", "192.168.1.128/25",       # neighbours: merged
         "172.16.5.9",                               # bare address: that host
-        " fd00:10::/64 ", "fd00:10::1", "2001:db8::/32",
+        "fd00:10::/64", "fd00:10::1", "2001:db8::/32",
     ]) == {
         "ipv4": ["10.0.0.0/8", "172.16.5.9/32", "192.168.1.0/24"],
         "ipv6": ["2001:db8::/32", "fd00:10::/64"],
@@ -123,3 +123,26 @@ def test_rules_file_is_accepted_by_nft(tmp_path: Path) -> None:
     check = subprocess.run(["unshare", "--net", "nft", "-c", "-f", str(out / "firewall.nft")],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize("network", [" 10.0.0.0/8", "10.0.0.0/8\n", "10.0.0.0/8 lan"])
+def test_a_network_with_anything_around_it_is_refused(network: str) -> None:
+    errors = fw.firewall_errors(["192.168.1.0/24", network], [11434])
+    assert len(errors) == 1 and errors[0].startswith("llm_firewall_allowed_networks[1]: ")
+    label = fw.firewall_errors([network], [11434], networks_label="llm_host_allowed_networks")
+    assert label[0].startswith("llm_host_allowed_networks[0]: ")
+
+
+@pytest.mark.parametrize(("networks", "families"), [
+    (["0.0.0.0/0"], ["IPv4"]),
+    (["::/0"], ["IPv6"]),
+    (["10.0.0.0/8", "0.0.0.0/1", "128.0.0.0/1"], ["IPv4"]),  # together they are everything
+    (["::ffff:0:0/96"], []),  # nftables matches IPv4 packets by their IPv4 source, never as mapped
+    (["0.0.0.0/0", "::/0", "not a network"], ["IPv4", "IPv6"]),
+    (["10.0.0.0/8", "fd00::/8", "0.0.0.0/1"], []),
+])
+def test_the_whole_internet_is_named_by_family(networks: list[str], families: list[str]) -> None:
+    errors = fw.internet_errors(networks, "llm_host_allowed_networks")
+    assert [e.split("the whole ")[1].split(" ")[0] for e in errors] == families
+    assert all(e.startswith("llm_host_allowed_networks lets the whole") and "llm_host_expose_to_internet: true" in e
+               for e in errors)

@@ -131,3 +131,10 @@ def test_manifest_names_are_what_the_api_lists() -> None:
         "alice/coder:v2", "llama3.2:latest", "mirror.lan:5000/team/coder:7b", "qwen2.5-coder:1.5b"]
     plan = om.model_plan(["llama3.2", "qwen2.5-coder:7b"], om.manifest_names(paths, root), 0)
     assert plan["pull"] == ["qwen2.5-coder:7b"]
+
+
+@pytest.mark.parametrize("entry", ["qwen3:8b\n", " qwen3:8b", {"name": "qwen3:8b\n"}])
+def test_a_model_name_with_anything_around_it_is_refused(entry: object) -> None:
+    errors = om.model_errors([entry])
+    assert len(errors) == 1 and "has spaces or a line break around it" in errors[0]
+    assert om.model_errors([], [{"name": "coder", "from": "qwen3:8b\n"}])[0].endswith("around it; remove them")

@@ -83,3 +83,11 @@ def test_vllm_connections_carry_each_servers_key() -> None:
     ]
     assert ow.vllm_connections([], True, "linux_cuda", "") == []
     assert ow.connection_errors([], ow.vllm_connections(MODELS, True, "linux_cpu", "")) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:11434\n", "http://:11434", "http://ollama host:11434",
+                                 "127.0.0.1:11434", "http://a:11434;http://b:11434"])
+def test_an_ollama_url_must_be_a_whole_url(url: str) -> None:
+    assert ow.connection_errors([url], []) != []
+    assert ow.connection_errors([], [{"url": url, "key": "none"}]) != []
+    assert ow.connection_errors(["http://127.0.0.1:11434", "https://[fd00::1]:11434/"], []) == []

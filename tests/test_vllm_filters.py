@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import re
+
 import pytest
 
 from _modules import load_module
@@ -17,8 +19,9 @@ def test_a_good_list_has_no_errors() -> None:
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({**GOOD, "port": "8000"}, "port must be a number"),
-    ({**GOOD, "port": 70000}, "port must be a number"),
+    ({**GOOD, "port": "80 00"}, "port '80 00' is not a port: set port to a number 1-65535"),
+    ({**GOOD, "port": 70000}, "port 70000 is not a port"),
+    ({**GOOD, "name": "coder\n"}, "name must be"),
     ({**GOOD, "name": "has space"}, "name must be"),
     ({**GOOD, "model": "a b"}, "model must be"),
     ({k: v for k, v in GOOD.items() if k != "model"}, "model must be"),
@@ -27,20 +30,50 @@ def test_a_good_list_has_no_errors() -> None:
     ({**GOOD, "kv_cache_gb": -1}, "kv_cache_gb"),
     ({**GOOD, "extra_args": ["--port", "9"]}, "extra_args sets ['--port']"),
     ({**GOOD, "extra_args": ["--x y"]}, "must not contain spaces"),
-    ({**GOOD, "environment": {"VLLM_API_KEY": "k"}}, "set api_key"),
+    ({**GOOD, "environment": {"VLLM_API_KEY": "k"}}, "VLLM_API_KEY is set by vllm_api_key; remove it from its environment"),
     ({**GOOD, "gpu": 1}, "unknown keys ['gpu']"),
     ("coder", "must be a mapping"),
 ])
 def test_bad_entries_are_named_with_the_fix(entry: object, message: str) -> None:
-    errors = vm.model_errors([entry])
+    errors = vm.model_errors([entry], owners={"VLLM_API_KEY": "vllm_api_key"})
     assert any(message in e for e in errors), errors
     assert errors[0].startswith("vllm_models[0]")
 
 
-def test_duplicate_names_and_ports() -> None:
+def test_duplicate_names() -> None:
     errors = vm.model_errors([GOOD, {**GOOD, "port": 8001}, {**GOOD, "name": "other"}])
     assert any("used twice" in e for e in errors)
-    assert any("port 8000 is already used by coder" in e for e in errors)
+
+
+def test_every_pair_of_services_on_one_port_is_named() -> None:
+    models = [GOOD, {**GOOD, "name": "chat", "port": "8000"}, {**GOOD, "name": "big", "port": 11434}, {"name": "x"}]
+    pairs = [["ollama_port", 11434], ["open_webui_port", "8080"]] + vm.model_ports(models)
+    assert vm.port_clashes(pairs) == [
+        "vllm_models[1].port (chat) and vllm_models[0].port (coder) are both 8000, and two services cannot share a "
+        "port on one host: set vllm_models[1].port (chat) to a free port",
+        "vllm_models[2].port (big) and ollama_port are both 11434, and two services cannot share a port on one host: "
+        "set vllm_models[2].port (big) to a free port"]
+    assert vm.port_clashes([["ollama_port", 8080], ["open_webui_port", 8080], ["x", "eight"]]) == [
+        "open_webui_port and ollama_port are both 8080, and two services cannot share a port on one host: set "
+        "open_webui_port to a free port"]
+
+
+def test_a_quoted_port_is_a_port() -> None:
+    # The inventory check asks for it without quotes; the role's own rules read it as the number.
+    assert vm.model_errors([{**GOOD, "port": "8000"}]) == []
+    assert vm.instances([{**GOOD, "port": "8000"}])[0]["port"] == 8000
+
+
+def test_the_environment_keys_the_role_writes_have_an_owner() -> None:
+    import yaml
+    from pathlib import Path
+    owners = yaml.safe_load((Path(__file__).parents[1] / "roles/vllm/vars/main.yml").read_text())["_vllm_environment_owners"]
+    env = vm.instances([{**GOOD, "kv_cache_gb": 4, "api_key": "k"}], environment={"HF_HOME": "/h", "HF_TOKEN": "t"})[0]["env"]
+    template = (Path(__file__).parents[1] / "roles/vllm/templates/etc/vllm/instance.env.j2").read_text()
+    written = set(env) | set(re.findall(r"^([A-Z_]+)=", template, re.MULTILINE))
+    assert written <= set(owners), written - set(owners)
+    assert vm.model_errors([{**GOOD, "environment": {"HF_HOME": "/x", "X": "1"}}], owners=owners) == [
+        "vllm_models[0] (coder): HF_HOME is set by " + owners["HF_HOME"] + "; remove it from its environment"]
 
 
 def test_instances_arguments_and_environment() -> None:
@@ -61,7 +94,7 @@ def test_instances_arguments_and_environment() -> None:
 
 
 def test_instances_refuse_bad_input() -> None:
-    with pytest.raises(ValueError, match="port must be"):
+    with pytest.raises(ValueError, match="is not a port"):
         vm.instances([{**GOOD, "port": None}])
 
 

@@ -37,8 +37,11 @@ USER_KEYS = frozenset({
 # the rest is ours and untouched; anything else is the developer's and is backed up before we replace it.
 SEAL = "# llmfleet-sha1: "
 _SEAL_LINE = re.compile(r"# llmfleet-sha1: ([0-9a-f]{40})\n")
-_USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# Matched whole (fullmatch: `$` would also match before a final line break).
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
+# http(s)://host[:port][/path]: a host name, an IPv4 or an [IPv6] address.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/\S*)?")
 # Values people leave in an inventory for a secret they have not filled in.
 _PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
                           re.IGNORECASE)
@@ -99,13 +102,28 @@ def user_errors(users: Any) -> list[str]:
             name = entry.get("name")
         else:
             name = entry
-        if not isinstance(name, str) or not _USER_NAME.match(name):
+        if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
             errors.append(f"user {name!r}: not an account name")
             continue
         if name in seen:
             errors.append(f"user {name} is listed twice")
         seen.add(name)
     return errors
+
+
+def shared_homes(accounts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Messages for developers whose accounts share one home (continue_accounts' `accounts`).
+
+    Each developer's config is ~/.continue/config.yaml: two developers with one home would overwrite
+    each other's on every run, and the second owner would take the directory from the first.
+    """
+    by_home: dict[str, list[str]] = {}
+    for name, account in (accounts or {}).items():
+        home = str(account.get("home") or "").rstrip("/") or "/"
+        by_home.setdefault(home, []).append(str(name))
+    return [f"continue_users names {' and '.join(names)}, who share the home {home}: each would overwrite the "
+            "other's ~/.continue on every run. Keep one of them in continue_users, or give each their own home"
+            for home, names in by_home.items() if len(names) > 1]
 
 
 def _model(entry: Any, settings: Mapping[str, Any], errors: list[str]) -> dict[str, Any] | None:
@@ -170,7 +188,7 @@ def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
     errors = []
     for key in ("ollama_api_base", "vllm_api_base"):
         value = settings.get(key)
-        if value and (not isinstance(value, str) or not _URL.match(value)):
+        if value and (not isinstance(value, str) or not _URL.fullmatch(value)):
             errors.append(f"{key} (continue_{key}) {value!r} is not an http(s):// URL, e.g. http://team-gpu.lan:8000/v1")
     if _is_placeholder(settings.get("vllm_api_key") or ""):
         errors.append("vllm_api_key (continue_vllm_api_key) holds a placeholder, not a key: put the real key in the "
@@ -392,6 +410,7 @@ class FilterModule:
             "continue_autocomplete_model": autocomplete_model,
             "continue_user_settings": user_settings,
             "continue_user_errors": user_errors,
+            "continue_shared_homes": shared_homes,
             "continue_config": config,
             "continue_config_errors": config_errors,
             "continue_model_uses": model_uses,

@@ -24,6 +24,8 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} is not a network: {_EXAMPLE}")
     text = value.strip()
+    if text != value:
+        raise ValueError(f"{value!r} has spaces or a line break around it: write {text} alone")
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError:
@@ -48,20 +50,24 @@ def _port(value: Any) -> int:
     return value
 
 
-def firewall_errors(networks: Any, ports: Any, enabled: bool = True) -> list[str]:
-    """Every problem with the firewall's inputs, as messages naming the variable and the fix."""
+def firewall_errors(networks: Any, ports: Any, enabled: bool = True, networks_label: str = NETWORKS) -> list[str]:
+    """Every problem with the firewall's inputs, as messages naming the variable and the fix.
+
+    `networks_label` names the networks as the inventory wrote them (llm_host_allowed_networks, whose
+    value llm_firewall_allowed_networks takes unless set itself).
+    """
     errors: list[str] = []
     if not _is_list(networks):
-        errors.append(f"{NETWORKS} must be a list of CIDRs, e.g. [192.168.10.0/24, 'fd00:10::/64'], "
+        errors.append(f"{networks_label} must be a list of CIDRs, e.g. [192.168.10.0/24, 'fd00:10::/64'], "
                       f"got {networks!r}")
     else:
         for index, entry in enumerate(networks):
             try:
                 _network(entry)
             except ValueError as error:
-                errors.append(f"{NETWORKS}[{index}]: {error}")
+                errors.append(f"{networks_label}[{index}]: {error}")
         if enabled and not list(networks):
-            errors.append(f"{NETWORKS} is empty, so no other host could reach the services: list the "
+            errors.append(f"{networks_label} is empty, so no other host could reach the services: list the "
                           f"networks allowed (llm_host_allowed_networks), or set llm_firewall_enabled: false")
     if not _is_list(ports):
         errors.append(f"{PORTS} must be a list of port numbers, e.g. [11434, 8080], got {ports!r}")
@@ -74,6 +80,33 @@ def firewall_errors(networks: Any, ports: Any, enabled: bool = True) -> list[str
                               f"ollama_port, open_webui_port and the port of each vllm_models entry)")
         if enabled and not list(ports):
             errors.append(f"{PORTS} is empty: list the service ports to restrict, or set llm_firewall_enabled: false")
+    return errors
+
+
+_WHOLE = {4: ("IPv4", ipaddress.ip_network("0.0.0.0/0")), 6: ("IPv6", ipaddress.ip_network("::/0"))}
+
+
+def internet_errors(networks: Any, label: str = NETWORKS) -> list[str]:
+    """A message per address family whose whole internet the allowed networks let in (empty: none).
+
+    Together, not only one by one: 0.0.0.0/1 and 128.0.0.0/1 cover every IPv4 address as 0.0.0.0/0
+    does. Entries that are not networks are firewall_errors' to name.
+    """
+    parsed = []
+    for entry in networks if _is_list(networks) else []:
+        try:
+            parsed.append((str(entry).strip(), _network(entry)))
+        except ValueError:
+            continue
+    errors = []
+    for version, (family, whole) in _WHOLE.items():
+        merged = list(ipaddress.collapse_addresses(n for _, n in parsed if n.version == version))
+        if whole in merged:
+            written = [text for text, n in parsed if n.version == version]
+            errors.append(f"{label} lets the whole {family} internet in ({', '.join(written)}), and the services "
+                          "listen on every address (llm_host_expose): list your own networks instead (e.g. "
+                          "192.168.10.0/24), or set llm_host_expose_to_internet: true if this host is meant to "
+                          "serve anyone on the internet")
     return errors
 
 
@@ -98,6 +131,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "llm_firewall_errors": firewall_errors,
+            "llm_firewall_internet_errors": internet_errors,
             "llm_firewall_networks": allowed_networks,
             "llm_firewall_port_list": service_ports,
         }

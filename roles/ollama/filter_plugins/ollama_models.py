@@ -18,9 +18,10 @@ DEFAULT_TAG = "latest"
 _PARAMS = re.compile(r"(?:^|[-_])(\d+(?:\.\d+)?)b(?:$|[-_])", re.IGNORECASE)
 # What Ollama accepts in a name: each path part letters, digits, '.', '_' and '-' (a registry host may
 # carry a :port), the tag the same, starting with a letter, digit or '_'.
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?::\d+)?$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# Matched whole (fullmatch: `$` would also match before a final line break).
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?::[0-9]+)?")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 def model_name(name: str) -> str:
@@ -37,8 +38,8 @@ def model_name(name: str) -> str:
         parts = parts[1:]
     if len(parts) == 2 and parts[0] == DEFAULT_NAMESPACE:
         parts = parts[1:]
-    valid = [(_HOST if len(parts) == 3 and i == 0 else _PART).match(part) for i, part in enumerate(parts)]
-    if not all(parts) or len(parts) > 3 or not all(valid) or not _TAG.match(tag):
+    valid = [(_HOST if len(parts) == 3 and i == 0 else _PART).fullmatch(part) for i, part in enumerate(parts)]
+    if not all(parts) or len(parts) > 3 or not all(valid) or not _TAG.fullmatch(tag):
         raise ValueError(f"model name {name!r} is not [host/][namespace/]model[:tag] (letters, digits, '.', '_', '-')")
     return "/".join(parts) + ":" + tag
 
@@ -63,6 +64,11 @@ def model_errors(declared: Iterable[Any], custom: Iterable[Any] = ()) -> list[st
     errors: list[str] = []
     seen: set[str] = set()
     for entry in declared or []:
+        written = entry.get("name") if isinstance(entry, Mapping) else entry
+        if isinstance(written, str) and written != written.strip():
+            # model_name() strips what `ollama list` prints; in the inventory it is a typo.
+            errors.append(f"ollama_models: model name {written!r} has spaces or a line break around it; remove them")
+            continue
         try:
             name, _ = _entry(entry)
         except ValueError as error:
@@ -80,8 +86,12 @@ def model_errors(declared: Iterable[Any], custom: Iterable[Any] = ()) -> list[st
         if unknown:
             errors.append(f"{label}: unknown keys {sorted(unknown)}")
         for key in ("name", "from"):
+            written = entry.get(key, "")
+            if isinstance(written, str) and written != written.strip():
+                errors.append(f"{label}: {key} {written!r} has spaces or a line break around it; remove them")
+                continue
             try:
-                model_name(entry.get(key, ""))
+                model_name(written)
             except ValueError as error:
                 errors.append(f"{label}: {key}: {error}")
         if not isinstance(entry.get("parameters", {}), Mapping):

@@ -10,8 +10,11 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_URL = re.compile(r"^https?://[^\s;]+$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# http(s)://host[:port][/path], matched whole (fullmatch: `$` would also match before a final line
+# break): a host name, an IPv4 or an [IPv6] address, and no ';' (the lists are joined with it).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/[^\s;]*)?")
 # Values people leave in an inventory for a secret they have not filled in ("none" is not one: it is
 # the key Open WebUI sends to a server that needs none).
 _PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
@@ -39,7 +42,7 @@ def env_file(environment: Mapping[str, Any], dialect: str = "systemd") -> str:
         value = environment[name]
         if value is None:
             continue
-        if not _NAME.match(str(name)):
+        if not _NAME.fullmatch(str(name)):
             raise ValueError(f"{name!r} is not a valid environment variable name")
         text = _text(value)
         if "\n" in text or "\r" in text or "\0" in text:
@@ -60,14 +63,14 @@ def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[A
     """
     errors = []
     for url in ollama_urls or []:
-        if not isinstance(url, str) or not _URL.match(url):
+        if not isinstance(url, str) or not _URL.fullmatch(url):
             errors.append(f"open_webui_ollama_base_urls: Ollama URL {url!r} must be http(s)://host[:port] without ';' or spaces")
     for index, connection in enumerate(openai_connections or []):
         if not isinstance(connection, Mapping) or set(connection) - {"url", "key"}:
             errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1} must be a mapping with url and key only")
             continue
         url = connection.get("url")
-        if not isinstance(url, str) or not _URL.match(url):
+        if not isinstance(url, str) or not _URL.fullmatch(url):
             errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1}: url {url!r} must be http(s)://... "
                           "without ';' or spaces")
         key = connection.get("key", "")

@@ -12,7 +12,8 @@ from typing import Any
 
 _KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilization", "tensor_parallel_size",
          "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched whole (fullmatch: `$` would also match before a final line break).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Arguments the role sets itself; in extra_args they would silently fight the role's own.
 # vLLM's --dtype choices.
 DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
@@ -43,27 +44,71 @@ def placeholders(secrets: Mapping[str, Any]) -> list[str]:
     return [str(name) for name, value in (secrets or {}).items() if is_placeholder(value)]
 
 
+def port_number(value: Any) -> int | None:
+    """A port 1-65535, written as a number or as digits in quotes ("8000"); None when it is not one."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        return None
+    return value
+
+
+def port_clashes(ports: Iterable[Any]) -> list[str]:
+    """One message per setting whose port an earlier one of the same host already has.
+
+    `ports` are [variable, port] pairs in order (ollama_port, open_webui_port, each
+    vllm_models[i].port): every service on a host needs its own port. A port that is not a number is
+    left to the check of its own setting.
+    """
+    seen: dict[int, str] = {}
+    errors = []
+    for variable, value in ports or []:
+        port = port_number(value)
+        if port is None:
+            continue
+        if port in seen:
+            errors.append(f"{variable} and {seen[port]} are both {port}, and two services cannot share a port on one "
+                          f"host: set {variable} to a free port")
+        else:
+            seen[port] = str(variable)
+    return errors
+
+
+def model_ports(models: Any) -> list[list[Any]]:
+    """[variable, port] of each vllm_models entry that has a port, for port_clashes."""
+    pairs: list[list[Any]] = []
+    for index, entry in enumerate(models if isinstance(models, list) else []):
+        if isinstance(entry, Mapping) and "port" in entry:
+            name = entry.get("name")
+            pairs.append([f"vllm_models[{index}].port" + (f" ({name})" if name else ""), entry["port"]])
+    return pairs
+
+
+def environment_clashes(variable: str, environment: Any, owners: Mapping[str, str]) -> list[str]:
+    """A message per key of `environment` (the inventory's `variable`) the role sets from its own settings.
+
+    `owners` maps each such key to the setting it comes from. Names only, never values.
+    """
+    if not isinstance(environment, Mapping):
+        return []
+    return [f"{key} is set by {owners[key]}; remove it from {variable}" for key in environment if key in owners]
+
+
 def _offline(environment: Any) -> bool:
     value = str((environment or {}).get("HF_HUB_OFFLINE", "")) if isinstance(environment, Mapping) else ""
     return value.lower() in ("1", "true", "yes", "on")
 
 
 def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: bool | None = None,
-                 service_ports: Mapping[str, Any] | None = None, environment: Any = None) -> list[str]:
+                 environment: Any = None, owners: Mapping[str, str] | None = None) -> list[str]:
     """Every problem in vllm_models, as messages naming the entry and the fix (empty when fine).
 
-    `hf_token` (whether vllm_hf_token is set; None: not checked) refuses gated models without a token,
-    `service_ports` ({variable: port} of the host's other services) ports they already use.
+    `hf_token` (whether vllm_hf_token is set; None: not checked) refuses gated models without a token;
+    `owners` ({environment key: the setting it comes from}) refuses those keys in an entry's environment.
+    Ports shared with another entry or service are port_clashes' to report.
     """
     errors: list[str] = []
     names: set[str] = set()
-    ports: dict[int, str] = {}
-    taken = {}
-    for variable, value in (service_ports or {}).items():
-        try:
-            taken[int(value)] = str(variable)
-        except (TypeError, ValueError):
-            continue  # that role's own preflight names a port that is not a number
     if default_dtype not in DTYPES:
         errors.append(f"vllm_default_dtype {default_dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
     for index, entry in enumerate(models or []):
@@ -76,7 +121,7 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
         unknown = set(entry) - _KEYS
         if unknown:
             errors.append(f"{label}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             errors.append(f"{label}: name must be 1-64 letters, digits, '.', '_' or '-'")
         elif instance_name(name) in names:
             errors.append(f"{label}: name {name!r} is used twice")
@@ -85,15 +130,8 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
         model = entry.get("model")
         if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
             errors.append(f"{label}: model must be a Hugging Face id or a path without spaces")
-        port = entry.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            errors.append(f"{label}: port must be a number 1-65535")
-        elif port in ports:
-            errors.append(f"{label}: port {port} is already used by {ports[port]}; give each model its own port")
-        elif port in taken:
-            errors.append(f"{label}: port {port} is {taken[port]} on this host too; give the model another port")
-        else:
-            ports[port] = str(name)
+        if port_number(entry.get("port")) is None:
+            errors.append(f"{label}: port {entry.get('port')!r} is not a port: set port to a number 1-65535")
         dtype = entry.get("dtype")
         if dtype is not None and dtype not in DTYPES:
             errors.append(f"{label}: dtype {dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
@@ -125,8 +163,8 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
         env = entry.get("environment", {})
         if not isinstance(env, Mapping):
             errors.append(f"{label}: environment must be a mapping")
-        elif "VLLM_API_KEY" in env or "HF_TOKEN" in env:
-            errors.append(f"{label}: set api_key / vllm_hf_token instead of VLLM_API_KEY / HF_TOKEN in environment")
+        else:
+            errors += [f"{label}: {clash}" for clash in environment_clashes("its environment", env, owners or {})]
     return errors
 
 
@@ -139,8 +177,9 @@ def instances(models: Iterable[Mapping[str, Any]], host: str = "127.0.0.1", defa
         raise ValueError("; ".join(errors))
     result = []
     for entry in models or []:
+        port = port_number(entry["port"])
         args = ["--model", entry["model"], "--served-model-name", entry["name"], "--host", host,
-                "--port", str(entry["port"]),
+                "--port", str(port),
                 "--max-model-len", str(entry.get("max_model_len", default_max_model_len)),
                 "--dtype", str(entry.get("dtype", default_dtype))]
         if entry.get("gpu_memory_utilization") is not None:
@@ -158,7 +197,7 @@ def instances(models: Iterable[Mapping[str, Any]], host: str = "127.0.0.1", defa
         key = entry.get("api_key", api_key)
         if key:
             env["VLLM_API_KEY"] = str(key)
-        result.append({"name": entry["name"], "instance": instance_name(entry["name"]), "port": entry["port"],
+        result.append({"name": entry["name"], "instance": instance_name(entry["name"]), "port": port,
                        "args": args, "command_line": shlex.join(args), "env": env})
     return result
 
@@ -186,6 +225,8 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "vllm_model_errors": model_errors,
+            "vllm_model_ports": model_ports,
+            "vllm_port_clashes": port_clashes,
             "vllm_placeholders": placeholders,
             "vllm_instances": instances,
             "vllm_instance_name": instance_name,
