@@ -193,7 +193,7 @@ CASES = [
           "vllm_models": [{**CODER, "model": f"Qwen/Qwen3-{ROOM_B:.1f}B"}],
           "ollama_memory_budget_mb": 8 * 1024 * 1024,
           "ollama_models": [{"name": "qwen3:32b", "memory_gb": round(ROOM_B * 2e9 / 2**30, 1)}]},
-         ("Would not fit: vllm_models[0].model Qwen/Qwen3-", "(ollama_models_dir, vllm_home)")),
+         ("Would not fit: Ollama model qwen3:32b (about", "(ollama_models_dir, vllm_home)")),
     # issue 19: role rules. One message per rule, naming the variable as written, its value and the fix.
     Case("ollama-keep-no-version", "dev_laptops", {"ollama_keep_versions": 0},
          ("ollama: ollama_keep_versions is 0; keep at least 1 (the running version).",)),

@@ -1,7 +1,8 @@
 """The host-facts checks of the preflight: model paths, and whether the models to download fit the disk.
 
-The filters (llm_host_disk, ollama_disk, vllm_host) and the storage module's look, on a temporary
-directory; tests/test_bad_inventories.py runs them through the real preflight.
+llm_host's storage module (its checks, and its look on a temporary directory) and the filters that
+say what to ask it (ollama_disk, vllm_host); tests/test_bad_inventories.py runs them through the real
+preflight.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ GIB = 1024
 
 @pytest.fixture(scope="module")
 def disk() -> ModuleType:
-    return load_module("roles/llm_host/filter_plugins/llm_host_disk.py")
+    return load_module("roles/llm_host/library/llm_host_storage.py")
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +30,6 @@ def ollama() -> ModuleType:
 @pytest.fixture(scope="module")
 def vllm() -> ModuleType:
     return load_module("roles/vllm/filter_plugins/vllm_host.py")
-
-
-@pytest.fixture(scope="module")
-def storage() -> ModuleType:
-    return load_module("roles/llm_host/library/llm_host_storage.py")
 
 
 def _missing(label: str, need_mb: int | None, device: int = 1, free_mb: int = 100 * GIB, **extra: object) -> dict:
@@ -78,6 +74,16 @@ def test_nothing_of_known_size_is_no_message(disk: ModuleType) -> None:
     assert disk.disk_problems([_missing("a", None, free_mb=0)]) == []
 
 
+def test_what_an_earlier_look_found_missing_counts_first(disk: ModuleType, tmp_path: Path) -> None:
+    free = disk.filesystem(str(tmp_path))["free_mb"]
+    earlier = disk.check(wanted=[{"label": "vllm's", "path": str(tmp_path / "hf/x"), "need_mb": free * 0.6}])
+    assert earlier["problems"] == [] and len(earlier["missing"]) == 1
+    later = disk.check(wanted=[{"label": "ollama's", "path": str(tmp_path / "o/y"), "need_mb": free * 0.6}],
+                       missing=earlier["missing"], host="ws")
+    [problem] = later["problems"]
+    assert "Would not fit: ollama's (about" in problem and "vllm's (" not in problem
+
+
 def test_ollama_wants_what_a_run_pulls_sized_like_the_memory_plan(ollama: ModuleType) -> None:
     wanted = ollama.storage_wanted(["qwen2.5-coder:7b", {"name": "big:latest", "memory_gb": 20},
                                     "nomic-embed-text", "team/coder:v2", "hf.co/org/repo:Q4_K_M", "qwen3:235b"],
@@ -115,7 +121,7 @@ def test_vllm_wants_its_hugging_face_models_in_the_cache(vllm: ModuleType) -> No
         ("vllm_models[0].model Qwen/Qwen3-8B", "/var/lib/vllm/huggingface/hub/models--Qwen--Qwen3-8B/snapshots"),
         ("vllm_models[2].model org/thing", "/data/hf/hub/models--org--thing/snapshots")]
     assert vllm.storage_wanted(models[:1], "/h", {"HF_HUB_CACHE": "/c/"})[0]["path"] == "/c/models--Qwen--Qwen3-8B/snapshots"
-    assert vllm.model_paths(models) == ["/srv/models/x"]
+    assert vllm.model_paths(models) == [{"label": "vllm: vllm_models[1].model", "path": "/srv/models/x"}]
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -124,36 +130,35 @@ def _tree(root: Path, files: dict[str, str]) -> None:
         (root / name).write_text(text)
 
 
-def test_the_look_and_the_path_checks(tmp_path: Path, storage: ModuleType, vllm: ModuleType) -> None:
+def test_model_paths_must_be_models(tmp_path: Path, disk: ModuleType, vllm: ModuleType) -> None:
     _tree(tmp_path, {"good/config.json": "{}", "good/model-00001-of-00002.safetensors": "",
+                     "mistral/params.json": "{}", "mistral/consolidated.safetensors": "",
                      "noconfig/model.safetensors": "", "noweights/config.json": "{}", "noweights/tokenizer.json": "",
                      "gguf/model.Q4_K_M.gguf": "", "file.txt": "", "one.gguf": ""})
-    paths = {name: str(tmp_path / name) for name in ("good", "noconfig", "noweights", "gguf", "file.txt",
-                                                      "one.gguf", "absent")}
-    result = storage.look([], list(paths.values()))
-    assert result["looked"][paths["good"]]["type"] == "directory"
-    assert result["looked"][paths["absent"]] == {"type": "missing", "entries": []}
-    models = [{"name": n.replace(".", "-"), "model": p, "port": 8000 + i} for i, (n, p) in enumerate(paths.items())]
-    errors = vllm.path_errors(models, result["looked"], "gpu1")
-    assert len(errors) == 5, errors
-    by_index = {int(e.split("[", 1)[1].split("]", 1)[0]): e for e in errors}
-    assert sorted(by_index) == [1, 2, 3, 4, 6]
-    assert "without config.json, so not a model directory" in by_index[1]
-    assert "without weights (*.safetensors or *.bin)" in by_index[2]
-    assert "give the .gguf file as the model" in by_index[3]
-    assert "a file that is not a GGUF model" in by_index[4]
-    assert f"vllm_models[6].model is {paths['absent']}, which does not exist on gpu1" in by_index[6]
-    assert all("Copy the model there" in e for e in errors)
+    names = ("good", "mistral", "noconfig", "noweights", "gguf", "file.txt", "one.gguf", "absent")
+    models = [{"name": f"m{i}", "model": str(tmp_path / name), "port": 8000 + i} for i, name in enumerate(names)]
+    models.append({"name": "hub", "model": "Qwen/Qwen3-8B", "port": 9000})
+    paths = vllm.model_paths(models)
+    assert [p["label"] for p in paths] == [f"vllm: vllm_models[{i}].model" for i in range(len(names))]
+    problems = disk.check(models=paths, host="gpu1")["problems"]
+    by_index = {int(e.split("[", 1)[1].split("]", 1)[0]): e for e in problems}
+    assert sorted(by_index) == [2, 3, 4, 5, 7], problems
+    assert "without config.json, so not a model directory" in by_index[2]
+    assert "without weights (*.safetensors or *.bin)" in by_index[3]
+    assert "give the .gguf file as the model" in by_index[4]
+    assert "a file that is not a GGUF model" in by_index[5]
+    assert by_index[7].startswith(f"vllm: vllm_models[7].model is {tmp_path / 'absent'}, which does not exist on gpu1.")
+    assert all("Copy the model there" in e for e in problems)
 
 
-def test_the_look_finds_what_is_missing_and_the_room_for_it(tmp_path: Path, storage: ModuleType) -> None:
+def test_the_look_finds_what_is_missing_and_the_room_for_it(tmp_path: Path, disk: ModuleType) -> None:
     _tree(tmp_path, {"store/manifests/h/n/m/have": "{}"})
     (tmp_path / "hub/models--a--b/snapshots").mkdir(parents=True)  # an interrupted download: empty
     wanted = [{"label": "have", "path": str(tmp_path / "store/manifests/h/n/m/have"), "need_mb": 1},
               {"label": "new", "path": str(tmp_path / "store/manifests/h/n/m/new"), "need_mb": 2, "setting": "x"},
               {"label": "fresh", "path": str(tmp_path / "not/yet/there/file"), "need_mb": None},
               {"label": "empty", "path": str(tmp_path / "hub/models--a--b/snapshots"), "need_mb": 3}]
-    missing = storage.look(wanted, [])["missing"]
+    missing = disk.check(wanted=wanted)["missing"]
     assert [m["label"] for m in missing] == ["new", "fresh", "empty"]
     assert missing[0]["setting"] == "x"
     stat = os.statvfs(tmp_path)

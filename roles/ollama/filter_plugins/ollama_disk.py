@@ -3,8 +3,8 @@
 The models and their sizes are the model plan's (ollama_models.py, loaded from beside this file):
 the models a run pulls (those that fit the memory budget, the bases of custom models), each sized by
 its memory_gb or the memory estimate from its parameter count, which is at least its download size.
-llm_host's storage module then finds which are not in the store yet, and llm_host_disk_problems
-whether they fit (roles/llm_host/tasks/preflight-disk.yml). Unit-tested in tests/test_llm_host_disk.py.
+llm_host's storage module then finds which are not in the store yet and whether they fit (the last
+task of tasks/preflight.yml). Unit-tested in tests/test_llm_host_disk.py.
 """
 
 from __future__ import annotations

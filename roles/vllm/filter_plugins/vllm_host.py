@@ -1,23 +1,17 @@
 """vllm_models against the host, before anything changes: model paths and the Hugging Face downloads.
 
-roles/vllm/tasks/preflight-host.yml asks llm_host's storage module (one call) about the models given
-as paths and the Hugging Face cache entries of the others; these filters say what to ask and judge the
-answer. Unit-tested in tests/test_llm_host_disk.py.
-
-A model given as a path is what vLLM (through transformers) loads from disk: a directory holding
-config.json (or params.json, Mistral's own format) and weights (*.safetensors, *.bin or *.pt files,
-sharded or not), or a single GGUF file (*.gguf), which vLLM loads given as the file itself.
+The vLLM preflight (tasks/preflight.yml) asks llm_host's storage module, in one call, whether the
+models given as paths are models and whether the Hugging Face models not in the cache yet fit its file
+system; these filters say what to ask: the paths, and each download's cache entry and size.
+Unit-tested in tests/test_llm_host_disk.py.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-CONFIGS = ("config.json", "params.json")
-WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
 # A parameter count in a Hugging Face model name: "Qwen2.5-Coder-1.5B-Instruct", "Llama-3.1-8B",
 # "Mixtral-8x7B" (experts times size), "SmolLM2-135M"; "Qwen3-30B-A3B" counts its 30B (all are stored).
 _SIZE = re.compile(r"(?:^|[-_.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?=$|[-_.])", re.IGNORECASE)
@@ -73,46 +67,10 @@ def storage_wanted(models: Iterable[Any], hf_home: str, environment: Any = None)
     return wanted
 
 
-def model_paths(models: Iterable[Any]) -> list[str]:
-    """The models given as paths, for llm_host_storage's `look`."""
-    return [entry["model"] for entry in models or [] if isinstance(entry, Mapping) and is_path(entry.get("model"))]
-
-
-def path_errors(models: Iterable[Any], looked: Mapping[str, Any], host: str = "this host") -> list[str]:
-    """A message for each model path that is missing or does not look like a model (see the module doc)."""
-    errors = []
-    for index, entry in enumerate(models or []):
-        if not isinstance(entry, Mapping) or not is_path(entry.get("model")):
-            continue
-        path = entry["model"]
-        seen = (looked or {}).get(path) or {}
-        kind, names = seen.get("type"), seen.get("entries") or []
-        label = f"vllm: vllm_models[{index}].model is {path}"
-        if kind is None:
-            continue  # not looked at (check skipped)
-        fix = ("Copy the model there (a Hugging Face model directory: config.json and its *.safetensors), "
-               "correct the path, or give the model's Hugging Face id (org/name) to have it downloaded.")
-        if kind == "missing":
-            errors.append(f"{label}, which does not exist on {host}. {fix}")
-        elif kind == "file":
-            if not path.lower().endswith(".gguf"):
-                errors.append(f"{label}, a file that is not a GGUF model; vLLM loads a directory with config.json "
-                              f"and weights, or a single .gguf file. {fix}")
-        elif kind != "directory":
-            errors.append(f"{label}, which is not a directory on {host}"
-                          f"{' (' + seen['error'] + ')' if seen.get('error') else ''}. {fix}")
-        else:
-            lacks = []
-            if not any(name in names for name in CONFIGS):
-                lacks.append("config.json")
-            if not any(fnmatch.fnmatch(name, pattern) for name in names for pattern in WEIGHTS):
-                lacks.append("weights (*.safetensors or *.bin)")
-            gguf = any(name.lower().endswith(".gguf") for name in names)
-            if lacks:
-                errors.append(f"{label}, a directory on {host} without {' and without '.join(lacks)}, so not a "
-                              f"model directory{' (it holds a GGUF file: give the .gguf file as the model)' if gguf else ''}."
-                              f" {fix}")
-    return errors
+def model_paths(models: Iterable[Any]) -> list[dict[str, str]]:
+    """The models given as paths, each {label, path}, for llm_host_storage's `models` (it checks them)."""
+    return [{"label": f"vllm: vllm_models[{index}].model", "path": entry["model"]}
+            for index, entry in enumerate(models or []) if isinstance(entry, Mapping) and is_path(entry.get("model"))]
 
 
 class FilterModule:
@@ -122,5 +80,4 @@ class FilterModule:
         return {
             "vllm_storage_wanted": storage_wanted,
             "vllm_model_paths": model_paths,
-            "vllm_path_errors": path_errors,
         }
