@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from _modules import load_module
 
 team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
@@ -114,3 +115,12 @@ def test_a_model_on_an_unexposed_team_server_is_an_error() -> None:
     errors = cc.team_model_errors([_use("qwen2.5-coder:32b", "http://10.0.0.5:11434"),
                                      _use("qwen3:8b", "http://localhost:11434")], unexposed, ["10.0.0.5"])
     assert len(errors) == 1 and "does not expose its services (llm_host_expose is false there" in errors[0]
+
+
+@pytest.mark.parametrize("address", ["http://team-gpu.lan", "team-gpu.lan:8000", "team gpu"])
+def test_a_server_address_that_is_not_a_host_name_is_named_to_its_clients(address: str) -> None:
+    server = team.team_endpoints("team-gpu", "alice-laptop", {"llm_host_expose": True, "llm_host_advertised_name": address})
+    assert server["errors"] and f"{address!r} (its llm_host_advertised_name" in server["errors"][0]
+    assert cc.team_model_errors([], server) == server["errors"]
+    assert "errors" not in team.team_endpoints("team-gpu", "alice-laptop", {"llm_host_expose": True,
+                                                                         "llm_host_advertised_name": "fd00::5"})

@@ -310,6 +310,8 @@ def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable
     server = str(team.get("server") or "")
     if not server or team.get("address") == "localhost":
         return []
+    if team.get("errors"):
+        return [str(error) for error in team["errors"]]
     hosts = {str(team.get("address") or server).lower(), server.lower(), *(str(n).lower() for n in server_names if n)}
     if not team.get("exposed"):
         return [f"{use.get('by', 'a client')}: {use.get('api_base')} is the team server {server}, which does not "

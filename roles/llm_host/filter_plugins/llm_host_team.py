@@ -7,12 +7,27 @@ tests/test_llm_host_filters.py.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
 DEFAULT_PORTS = {"ollama": 11434, "open_webui": 8080, "vllm": 8000}
+# A DNS name (the server's own preflight checks it the same way: llm_host_settings.is_host_name).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _is_host_name(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return len(value) <= 254 and bool(_HOST_NAME.fullmatch(value))
 
 
 def _served_ollama_models(server_vars: Mapping[str, Any]) -> list[str]:
@@ -60,6 +75,11 @@ def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None) 
     address = "localhost" if local else (
         server_vars.get("llm_host_advertised_name") or server_vars.get("ansible_host") or server)
     result["address"] = address
+    if not local and not _is_host_name(address):
+        # A laptop-only run does not run the server's preflight: its clients name the mistake.
+        result["errors"] = [f"the team server {server}'s address {str(address)!r} (its llm_host_advertised_name, else "
+                            "ansible_host) is not a host name: write the name alone in its host_vars, e.g. "
+                            "llm_host_advertised_name: team-gpu.lan (llmfleet adds http:// and each service's port)"]
     ollama_port = _port(server_vars.get("ollama_port"), DEFAULT_PORTS["ollama"])
     webui_port = _port(server_vars.get("open_webui_port"), DEFAULT_PORTS["open_webui"])
     result["ollama_url"] = f"http://{address}:{ollama_port}"
