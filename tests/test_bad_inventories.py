@@ -54,7 +54,9 @@ class Case:
     """One bad inventory: a host of `group` with `hostvars`, whose failure must contain `expect`.
 
     `extra` holds other hosts the case needs ({name: (group, vars)}, e.g. its team server); they
-    must pass the preflight themselves.
+    must pass the preflight themselves. Cases with the same `host` share one host (their variables
+    merged, none set twice): only for mistakes that one task reports together, each in its own
+    sentence, as the inventory check of names and types does. A host costs the run about a second.
     """
 
     name: str
@@ -62,6 +64,11 @@ class Case:
     hostvars: dict[str, Any]
     expect: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    host: str = ""
+
+    @property
+    def hostname(self) -> str:
+        return self.host or self.name
 
 
 # issue 19: host facts. Model directories of the vLLM path cases, and a place whose free space the
@@ -72,7 +79,7 @@ ROOM_B = shutil.disk_usage(ROOM.parent).free * 0.6 / 2e9  # billions of bf16 par
 
 CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
-         ("value of llm_host_type must be one of: auto, macos_arm64, linux_cuda, linux_rocm, linux_cpu, got: linux_tpu",)),
+         ("llm_host_type is 'linux_tpu'; it must be one of: auto, macos_arm64, linux_cuda, linux_rocm, linux_cpu",), host="names-types-workstation"),
     Case("host-type-of-another-platform", "dev_laptops", {"llm_host_type": "macos_arm64"},
          ("llm_host_type is macos_arm64 (inventory) on a Linux", "Set llm_host_type to one of those")),
     Case("team-server-not-in-inventory", "dev_laptops", {"llm_host_team_server": "team-gpu"},
@@ -140,8 +147,7 @@ CASES = [
     Case("continue-api-base-not-a-url", "dev_laptops", {"continue_ollama_api_base": "localhost:11434"},
          ("continue_ollama_api_base", "is not an http(s):// URL")),
     Case("continue-setting-of-wrong-type", "dev_laptops", {"continue_vscode_extension": "maybe"},
-         ("argument 'continue_vscode_extension' is of type str and we were unable to convert to bool",
-          "Valid booleans include")),
+         ("continue_vscode_extension must be true or false, and it is the string 'maybe'",), host="names-types-laptop"),
     Case("continue-vllm-model-without-server", "dev_laptops",
          {"continue_models": [{"name": "Team", "provider": "vllm", "model": "coder"}]},
          ("model 'Team': provider vllm needs apiBase or continue_vllm_api_base",)),
@@ -160,6 +166,33 @@ CASES = [
          ("the team server served-team-gpu's vLLM server at http://team-gpu.lan:8000/v1 serves 'coder', not "
           "'Qwen/Qwen2.5-Coder-1.5B-Instruct'", "set model: coder"),
          extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
+    # issue 19: names and types (roles/llm_host/filter_plugins/llm_host_inventory.py)
+    Case("misspelled-name-with-prefix", "dev_laptops", {"continue_user": ["root"]},
+         ("continue_user is not a setting of any llmfleet role; did you mean continue_users?",
+          "llm_host_own_variables"), host="names-types-laptop"),
+    Case("misspelled-name-unknown-key-of-role", "gpu_servers", {"vllm_model": [CODER]},
+         ("vllm_model is not a setting of any llmfleet role; did you mean vllm_models?",), host="names-types-server"),
+    Case("misspelled-prefix", "dev_laptops", {"olama_models": ["qwen3"]},
+         ("olama_models looks like a misspelling of ollama_models, which it does not set",), host="names-types-laptop"),
+    Case("misspelled-prefix-open-webui", "workstations", {"openwebui_port": 8081},
+         ("openwebui_port looks like a misspelling of open_webui_port",), host="names-types-workstation"),
+    Case("misspelled-key-of-a-model", "gpu_servers", {"vllm_models": [{**CODER, "max_len": 4096}]},
+         ("vllm_models[0].max_len is not a key of vllm_models[0]: did you mean max_model_len?",), host="names-types-server"),
+    Case("string-for-a-list-of-models", "dev_laptops", {"ollama_models": "qwen3"},
+         ("ollama_models must be a list, and it is the string 'qwen3': a role would read it character by character",
+          "ollama_models: [qwen3]"), host="names-types-laptop"),
+    Case("string-for-a-list-of-users", "dev_laptops", {"continue_users": "root"},
+         ("continue_users must be a list, and it is the string 'root'",), host="names-types-laptop"),
+    Case("null-for-a-list", "gpu_servers", {"llm_host_allowed_networks": None},
+         ("llm_host_allowed_networks must be a list, and it is empty (null)", "llm_host_allowed_networks: []"), host="names-types-server"),
+    Case("quoted-number-in-a-model", "gpu_servers", {"vllm_models": [{**CODER, "port": "8000"}]},
+         ("vllm_models[0].port is the string '8000', not a number", "Write port: 8000 without quotes"), host="names-types-server-2"),
+    Case("quoted-number", "dev_laptops", {"ollama_port": "11435"},
+         ("ollama_port is the string '11435', not a number", """-e '{"ollama_port": 11435}'"""), host="names-types-laptop"),
+    Case("quoted-boolean", "gpu_servers", {"llm_host_expose": "false"},
+         ("llm_host_expose is the string 'false', not a boolean", "any non-empty string counts as true"), host="names-types-server"),
+    Case("secret-of-the-wrong-type", "gpu_servers", {"vllm_hf_token": ["hf_abc123secret"]},
+         ("vllm_hf_token must be a string, and it is a list",), host="names-types-server"),
 
     # issue 19: host facts
     Case("vllm-model-path-missing", "gpu_servers",
@@ -245,7 +278,7 @@ CASES = [
          {"vllm_models": [CODER, {**CODER, "name": "chat", "port": "8000"}]},
          ("vllm_models[1].port is the string '8000'",)),
     Case("quoted-ollama-port-on-open-webuis", "workstations", {"ollama_port": "8080"},
-         ("ollama_port is the string '8080'",)),
+         ("ollama_port is the string '8080'",), host="names-types-workstation"),
 ]
 
 
@@ -273,7 +306,10 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[P
     """One preflight run over every case (a host each); the watched paths before and after it."""
     tmp = tmp_path_factory.mktemp("bad")
     hosts = {name: host for case in CASES for name, host in case.extra.items()}
-    hosts.update({case.name: (case.group, case.hostvars) for case in CASES})
+    for case in CASES:
+        group, hostvars = hosts.setdefault(case.hostname, (case.group, {}))
+        assert group == case.group and not set(hostvars) & set(case.hostvars), f"{case.name} cannot share its host"
+        hostvars.update(case.hostvars)
     inventory = _inventory(tmp / "inventory", hosts)
     before = _existing()
     result = _preflight(inventory, tmp / "runs")
@@ -283,21 +319,29 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[P
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_a_bad_inventory_fails_before_anything_changes(case: Case, bad_run: tuple[RunResult, list, list]) -> None:
     result, before, after = bad_run
-    failures = [f for f in result.failures if f.host == case.name]
+    failures = [f for f in result.failures if f.host == case.hostname]
     assert len(failures) == 1, (failures, (result.artifact_dir / "stdout").read_text()[-3000:])
     message = failures[0].message
     for fragment in case.expect:
         assert fragment in message, f"{fragment!r} not in {message!r}"
-    assert result.hosts[case.name].changed == 0
-    assert not [c for c in result.changes if c.host == case.name]
+    assert result.hosts[case.hostname].changed == 0
+    assert not [c for c in result.changes if c.host == case.hostname]
     assert after == before, "the preflight created files"
 
 
 def test_the_bad_run_fails_every_host(bad_run: tuple[RunResult, list, list]) -> None:
     result, _, _ = bad_run
     assert result.exit_code == ExitCode.FAILED and result.rc != 0
-    assert sorted(f.host for f in result.failures) == sorted(case.name for case in CASES)
+    assert sorted(f.host for f in result.failures) == sorted({case.hostname for case in CASES})
     assert len(CASES) >= 15
+
+
+def test_a_secret_of_the_wrong_type_is_named_never_shown(bad_run: tuple[RunResult, list, list]) -> None:
+    result, _, _ = bad_run
+    [failure] = [f for f in result.failures if f.host == "names-types-server"]
+    assert "vllm_hf_token" in failure.message and "hf_abc123secret" not in failure.message
+    logs = [p for p in result.artifact_dir.rglob("*") if p.is_file() and p.name != "inventory"]
+    assert not [p for p in logs if "hf_abc123secret" in p.read_text(errors="replace")]
 
 
 def test_the_docs_table_lists_every_case() -> None:
@@ -319,7 +363,9 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
     server = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan",
               "vllm_models": [CODER, {**CODER, "name": "rerank", "model": "BAAI/bge-reranker-v2-m3", "port": 8001}],
               "vllm_api_key": "k-9c1f0d2e", "open_webui_admin_email": "admin@team.example",
-              "open_webui_admin_password": "Tr0ub4dor-3-staple", "ollama_models": ["qwen2.5-coder:7b", "nomic-embed-text"]}
+              "open_webui_admin_password": "Tr0ub4dor-3-staple", "ollama_models": ["qwen2.5-coder:7b", "nomic-embed-text"],
+              # A team's own variable that shares a role's prefix, declared as such.
+              "ollama_site_colour": "blue", "llm_host_own_variables": ["ollama_site_*"]}
     laptop = {"llm_host_team_server": "team-gpu", "continue_vllm_api_key": "k-9c1f0d2e",
               "ollama_models": ["qwen2.5-coder:1.5b-base"], "ollama_models_prune": True,
               "continue_models": [{"name": "Team coder", "provider": "vllm", "model": "coder"},

@@ -44,6 +44,9 @@ _NEAR_DISTANCE = 2
 # The YAML words Ansible reads as booleans.
 _BOOL_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "y", "n"})
 _SECRET = re.compile(r"(password|token|secret|(^|_)key)$", re.IGNORECASE)
+# libyaml's loader when PyYAML has it: each task runs in a fresh worker, so the specs are read on every
+# run (20 ms instead of 170 ms here).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ROLES_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -56,7 +59,7 @@ def declared_options(roles_dir: str = _ROLES_DIR) -> dict[str, dict[str, Any]]:
         if not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as handle:
-            specs = (yaml.safe_load(handle) or {}).get("argument_specs") or {}
+            specs = (yaml.load(handle, Loader=_LOADER) or {}).get("argument_specs") or {}
         for entry in ("main", *sorted(set(specs) - {"main"})):
             for name, spec in ((specs.get(entry) or {}).get("options") or {}).items():
                 options.setdefault(name, spec or {})
