@@ -81,7 +81,8 @@ CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
          ("llm_host_type is 'linux_tpu'; it must be one of: auto, macos_arm64, linux_cuda, linux_rocm, linux_cpu",), host="names-types-workstation"),
     Case("host-type-of-another-platform", "dev_laptops", {"llm_host_type": "macos_arm64"},
-         ("llm_host_type is macos_arm64 (inventory) on a Linux", "Set llm_host_type to one of those")),
+         ("llm_host_type is macos_arm64 (inventory) on a Linux", "Set llm_host_type to one of those"),
+         host="host-settings-laptop"),
     Case("team-server-not-in-inventory", "dev_laptops", {"llm_host_team_server": "team-gpu"},
          ("llm_host_team_server is team-gpu", "Name the team server's inventory host")),
     Case("malformed-model-name", "dev_laptops", {"ollama_models": ["qwen2.5 coder:7b"]},
@@ -277,6 +278,8 @@ CASES = [
     Case("quoted-port-of-a-second-model", "gpu_servers",
          {"vllm_models": [CODER, {**CODER, "name": "chat", "port": "8000"}]},
          ("vllm_models[1].port is the string '8000'",)),
+    Case("uv-version-with-extra-words", "dev_laptops", {"llm_host_uv_version": "0.9.5 latest"},
+         ('llm_host_uv_version "0.9.5 latest" is not a release number X.Y.Z',), host="host-settings-laptop"),
     Case("quoted-ollama-port-on-open-webuis", "workstations", {"ollama_port": "8080"},
          ("ollama_port is the string '8080'",), host="names-types-workstation"),
 ]
