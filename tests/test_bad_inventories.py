@@ -1,8 +1,9 @@
 """Bad inventories are rejected by playbooks/preflight.yml before any host is changed.
 
-Each case is one host with one mistake, in the group whose roles check it; all cases go through a
-single real run of the preflight (one ansible-runner run, every host failing on its own), then each
-host's failure message is checked for the variable it names and the fix it gives. docs/bad-inventories.md
+Each case is one mistake on a host of the group whose roles check it (cases that one task reports
+together share a host: `Case.host`); all cases go through a single real run of the preflight (one
+ansible-runner run, every host failing on its own), then each host's failure message is checked for
+the variable each case names and the fix it gives. docs/bad-inventories.md
 is the same table for people.
 
 The test machine has no systemd as PID 1, so the run goes through
