@@ -283,6 +283,20 @@ CASES = [
          ('llm_host_uv_version "0.9.5 latest" is not a release number X.Y.Z',), host="host-settings-laptop"),
     Case("quoted-ollama-port-on-open-webuis", "workstations", {"ollama_port": "8080"},
          ("ollama_port is the string '8080'",), host="names-types-workstation"),
+    # issue 19: collisions across the inventory; each host of a pair names the other.
+    Case("one-machine-two-inventory-names", "dev_laptops", {"ansible_host": "dev-box.lan"},
+         ("one-machine-two-inventory-names and one-machine-under-another-name are one machine (dev-box.lan)",
+          "give each its own ansible_host")),
+    Case("one-machine-under-another-name", "workstations", {"ansible_host": "DEV-BOX.lan."},
+         ("one-machine-under-another-name and one-machine-two-inventory-names are one machine (dev-box.lan)",
+          "Keep one of them in the inventory")),
+    Case("two-servers-advertise-one-name", "gpu_servers", {**TEAM_SERVER, "llm_host_advertised_name": "llm.team.lan"},
+         ("two-servers-advertise-one-name and a-second-server-advertises-it-too are exposed at one address, llm.team.lan",
+          "Give each its own llm_host_advertised_name")),
+    Case("a-second-server-advertises-it-too", "gpu_servers",
+         {**TEAM_SERVER, "llm_host_advertised_name": "LLM.team.lan"},
+         ("a-second-server-advertises-it-too and two-servers-advertise-one-name are exposed at one address",
+          "Give each its own llm_host_advertised_name")),
 ]
 
 

@@ -212,3 +212,51 @@ def test_a_misspelled_variable_in_the_example_inventory_is_caught(tmp_path: Path
         handle.write("\nolama_models: [qwen3:8b]\ncontinue_user: [carol]\n")
     found = problems(**_hosts_vars(example)["carol-thinkpad"])
     assert [p.split(" ", 1)[0] for p in found] == ["continue_user", "olama_models"]
+
+
+# Across the inventory: fleet_problems(hostvars, me, hosts).
+FLEET = {
+    "team-gpu": {"ansible_host": "team-gpu.lan", "llm_host_expose": True},
+    "alice-mbp": {"ansible_host": "alice-mbp.lan"},
+    "alice-again": {"ansible_host": "Alice-MBP.lan."},
+    "behind-nat-1": {"ansible_host": "gateway.lan", "ansible_port": 2201},
+    "behind-nat-2": {"ansible_host": "gateway.lan", "ansible_port": 2202},
+    "spare-gpu": {"ansible_host": "spare-gpu.lan", "llm_host_expose": "yes", "llm_host_advertised_name": "TEAM-GPU.lan"},
+    "quiet-gpu": {"ansible_host": "quiet-gpu.lan", "llm_host_advertised_name": "team-gpu.lan"},
+    "bastion": {"ansible_host": "alice-mbp.lan"},
+}
+FLEET_HOSTS = [name for name in FLEET if name != "bastion"]
+
+
+def fleet(me: str) -> list[str]:
+    return inv.fleet_problems(FLEET, me, FLEET_HOSTS)
+
+
+@pytest.mark.parametrize("me", ["alice-mbp", "alice-again"])
+def test_one_machine_under_two_names_is_named_on_both(me: str) -> None:
+    [message] = fleet(me)
+    other = "alice-again" if me == "alice-mbp" else "alice-mbp"
+    assert message.startswith(f"{me} and {other} are one machine (alice-mbp.lan, port 22)")
+    assert "give each its own ansible_host" in message
+
+
+def test_one_address_on_other_ports_is_other_machines() -> None:
+    assert fleet("behind-nat-1") == [] and fleet("behind-nat-2") == []
+
+
+@pytest.mark.parametrize("me", ["team-gpu", "spare-gpu"])
+def test_two_exposed_hosts_at_one_advertised_address_are_named(me: str) -> None:
+    [message] = fleet(me)
+    assert "are exposed at one address, team-gpu.lan" in message and "llm_host_advertised_name" in message
+
+
+def test_hosts_llmfleet_does_not_run_on_and_unexposed_ones_are_not_compared() -> None:
+    assert fleet("quiet-gpu") == []  # not exposed: no client reaches it by that name
+    assert inv.fleet_problems(FLEET, "bastion", FLEET_HOSTS) == []  # not an llmfleet host
+
+
+@pytest.mark.parametrize("inventory", ["inventory/example", "inventory/local"])
+def test_the_projects_inventories_have_no_collisions(inventory: str) -> None:
+    hosts = _hosts_vars(ROOT / inventory)
+    for name in hosts:
+        assert inv.fleet_problems(hosts, name, list(hosts)) == [], name

@@ -14,6 +14,9 @@ role derives from it:
 
 A secret's value (a password, token, key or environment value) is never part of a message. The specs
 are read from the roles next to this one (roles/*/meta/argument_specs.yml), each entry point's options.
+Across the inventory (fleet_problems): two inventory names for one machine, and two exposed hosts at
+one advertised address.
+
 Unit-tested in tests/test_llm_host_inventory.py; the bad-inventory cases are in
 tests/test_bad_inventories.py.
 """
@@ -240,6 +243,78 @@ def inventory_problems(host_vars: Mapping[str, Any], own: Any = (), roles_dir: s
     return problems
 
 
+# Connections whose target is ansible_host (else the inventory name) and ansible_port; an SSH-like one
+# without a port reaches 22.
+_SSH_LIKE = frozenset({"", "ssh", "ansible.builtin.ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh",
+                       "smart", "community.general.mitogen_ssh", "mitogen_ssh"})
+
+
+def _name(value: Any) -> str:
+    """A host name as DNS compares it: case-insensitive, the final dot of a fully qualified name dropped."""
+    return str(value).strip().lower().rstrip(".")
+
+
+def _read(host_vars: Any, key: str, default: Any = None) -> Any:
+    try:
+        value = host_vars.get(key, default) if hasattr(host_vars, "get") else default
+    except Exception:  # a template this check cannot render: the host's own checks name it
+        return default
+    return default if value is None else value
+
+
+def _target(name: str, host_vars: Any) -> tuple[str, str]:
+    """(address, port) the controller reaches `name` at: ansible_host (else the name) and the port."""
+    connection = str(_read(host_vars, "ansible_connection", "") or "")
+    port = _read(host_vars, "ansible_port", _read(host_vars, "ansible_ssh_port", ""))
+    if port in ("", None) and connection in _SSH_LIKE:
+        port = 22
+    return _name(_read(host_vars, "ansible_host", "") or name), str(port)
+
+
+def _exposed(host_vars: Any) -> bool:
+    value = _read(host_vars, "llm_host_expose", False)
+    return value is True or str(value).strip().lower() in {"true", "yes", "on", "1"}
+
+
+def fleet_problems(hostvars: Mapping[str, Any], me: str, hosts: Any) -> list[str]:
+    """What `me` shares with another host of the inventory that no two hosts may share.
+
+    `hosts` are the inventory's llmfleet hosts (the groups the playbooks run on), `hostvars` Ansible's.
+    - One machine under two inventory names: the same ansible_host (else name) and port, compared as DNS
+      does (case, a final dot). Each run would give it the other host's settings in turn; it never
+      converges. Names that differ but resolve to one address are not seen (no DNS lookups here).
+    - Two exposed hosts at one advertised address (llm_host_advertised_name, else ansible_host, else the
+      name): the team's clients reach one of them under either name.
+    Only `me`'s collisions are returned, so each host of a pair reports the other.
+    """
+    names = [h for h in dict.fromkeys(hosts or []) if isinstance(h, str)]
+    if me not in names:
+        return []
+    mine = hostvars[me]
+    problems = []
+    target = _target(me, mine)
+    same = [h for h in names if h != me and _target(h, hostvars[h]) == target]
+    if same:
+        address, port = target
+        problems.append(
+            f"{me} and {', '.join(same)} are one machine ({address}{f', port {port}' if port else ''}): under two inventory "
+            "names it gets each host's settings in turn and never converges. Keep one of them in the inventory, "
+            "or give each its own ansible_host.")
+    if _exposed(mine):
+        def advertised(name: str, host_vars: Any) -> str:
+            return _name(_read(host_vars, "llm_host_advertised_name", "") or _read(host_vars, "ansible_host", "") or name)
+
+        address = advertised(me, mine)
+        rivals = [h for h in names if h != me and h not in same and _exposed(hostvars[h])
+                  and advertised(h, hostvars[h]) == address]
+        if rivals:
+            problems.append(
+                f"{me} and {', '.join(rivals)} are exposed at one address, {address}: the team's clients would reach "
+                "one of them under either name. Give each its own llm_host_advertised_name (the name its clients "
+                "use).")
+    return problems
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"llm_host_inventory_problems": inventory_problems}
+        return {"llm_host_inventory_problems": inventory_problems, "llm_host_fleet_problems": fleet_problems}
