@@ -1,0 +1,181 @@
+"""roles/ollama/library/ollama_others.py: which Ollama on a Mac is not the role's own, and what the role stops.
+
+No Mac here: the inputs are outputs of lsof, ps and launchctl written from their documented formats
+(tests/fixtures/macos/, each file says so in its `#@` header), fed to the module's parsers and to its
+decision (`plan`). What the module then runs (launchctl bootout/disable, SIGTERM) is what `plan` returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from _modules import load_module
+
+FIXTURES = Path(__file__).parent / "fixtures" / "macos"
+MODELS = "/Users/alice/.ollama/models"
+
+
+@pytest.fixture(scope="module")
+def others() -> ModuleType:
+    return load_module("roles/ollama/library/ollama_others.py")
+
+
+def recorded(name: str) -> str:
+    """A fixture's text without its `#@` header (which says it was written, not captured)."""
+    text = (FIXTURES / name).read_text()
+    assert text.startswith("#@ Written from the documented format, not captured"), name
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#@"))
+
+
+def plan(others: ModuleType, lsof: str, ps: str, jobs: str, **kwargs: Any) -> dict[str, Any]:
+    """The module's decision for alice (uid 501), from the named fixtures."""
+    args: dict[str, Any] = {
+        "agents": {"alice": {}},
+        "disabled": {"alice": set()},
+        "installed_apps": {"alice": []},
+        "brew_plists": set(),
+        "uids": {"alice": 501},
+        "homes": {"alice": "/Users/alice"},
+        "models_path": MODELS,
+    }
+    args.update(kwargs)
+    return others.plan(
+        others.parse_lsof(recorded(lsof)), others.parse_ps(recorded(ps)), others.parse_launchctl_list(recorded(jobs)),
+        "com.llmfleet.ollama", 11434, args["agents"], args["disabled"], args["installed_apps"], args["brew_plists"],
+        args["uids"], args["homes"], args["models_path"],
+    )
+
+
+def test_parses_the_listeners(others: ModuleType) -> None:
+    assert others.parse_lsof(recorded("lsof-app.txt")) == [
+        {"command": "ollama", "pid": 905, "user": "alice", "names": ["127.0.0.1:11434"]}
+    ]
+    # One process listening on IPv4 and IPv6 is one listener.
+    assert [(e["pid"], e["names"]) for e in others.parse_lsof(recorded("lsof-brew.txt"))] == [(1377, ["*:11434", "*:11434"])]
+    assert others.parse_lsof("") == []
+
+
+def test_parses_processes_and_jobs(others: ModuleType) -> None:
+    processes = others.parse_ps(recorded("ps-app.txt"))
+    assert processes[905] == {
+        "pid": 905, "ppid": 812, "user": "alice", "command": "/Applications/Ollama.app/Contents/Resources/ollama serve"
+    }
+    assert others.parse_launchctl_list(recorded("launchctl-list-own.txt"))["com.llmfleet.ollama"] == 412
+    assert others.parse_launchctl_list(recorded("launchctl-list-crashed.txt"))["com.llmfleet.ollama"] is None
+    job = others.parse_launchctl_print(recorded("launchctl-print-app.txt"))
+    assert job == {
+        "state": "running", "pid": 812,
+        "path": "/Applications/Ollama.app/Contents/Library/LaunchAgents/com.ollama.ollama.plist",
+    }
+    # Nested blocks (the environment, the arguments) are not read as the job's own keys.
+    assert others.parse_launchctl_print(recorded("launchctl-print-brew.txt"))["pid"] == 1377
+
+
+def test_reads_disabled_labels_in_both_wordings(others: ModuleType) -> None:
+    assert others.parse_print_disabled(recorded("launchctl-print-disabled.txt")) == {"com.apple.Siri.agent"}
+    assert others.parse_print_disabled(recorded("launchctl-print-disabled-old.txt")) == {
+        "com.apple.Siri.agent", "com.ollama.ollama"
+    }
+
+
+def test_the_roles_own_server_is_left_alone(others: ModuleType) -> None:
+    todo = plan(others, "lsof-own.txt", "ps-own.txt", "launchctl-list-own.txt")
+    assert todo == {"found": [], "bootout": [], "kill": [], "disable": [], "blocked": []}
+
+
+def test_the_app_is_quit_booted_out_and_kept_from_the_next_login(others: ModuleType) -> None:
+    todo = plan(
+        others, "lsof-app.txt", "ps-app.txt", "launchctl-list-crashed.txt",
+        agents={"alice": {"com.ollama.ollama": others.parse_launchctl_print(recorded("launchctl-print-app.txt"))}},
+        disabled={"alice": others.parse_print_disabled(recorded("launchctl-print-disabled.txt"))},
+        installed_apps={"alice": ["/Applications/Ollama.app"]},
+    )
+    assert todo["bootout"] == ["gui/501/com.ollama.ollama"]
+    # The menu-bar app, its server and its runner: the app restarts a server stopped alone.
+    assert todo["kill"] == [812, 905, 930]
+    assert todo["disable"] == ["gui/501/com.ollama.ollama"]
+    assert todo["blocked"] == []
+    text = " ".join(todo["found"])
+    assert "the Ollama app's login item of alice listens on port 11434" in text
+    assert "the Ollama app is installed at /Applications/Ollama.app" in text
+    # The app's models are the store this role's server uses (same account, default store): kept and served.
+    assert f"its models in {MODELS} are the store this role's server uses" in text
+
+
+def test_an_installed_app_that_does_not_run_only_loses_its_login_item(others: ModuleType) -> None:
+    todo = plan(
+        others, "lsof-own.txt", "ps-own.txt", "launchctl-list-own.txt",
+        disabled={"alice": set()}, installed_apps={"alice": ["/Applications/Ollama.app"]},
+    )
+    assert (todo["bootout"], todo["kill"], todo["disable"]) == ([], [], ["gui/501/com.ollama.ollama"])
+
+
+def test_a_login_item_already_disabled_is_not_disabled_again(others: ModuleType) -> None:
+    todo = plan(
+        others, "lsof-own.txt", "ps-own.txt", "launchctl-list-own.txt",
+        disabled={"alice": others.parse_print_disabled(recorded("launchctl-print-disabled-old.txt"))},
+        installed_apps={"alice": ["/Applications/Ollama.app"]},
+    )
+    assert todo["disable"] == [] and todo["kill"] == [] and todo["bootout"] == []
+
+
+def test_an_unreadable_disabled_list_disables_nothing(others: ModuleType) -> None:
+    todo = plan(others, "lsof-own.txt", "ps-own.txt", "launchctl-list-own.txt",
+                disabled={}, installed_apps={"alice": ["/Applications/Ollama.app"]})
+    assert todo["disable"] == []
+
+
+def test_homebrews_service_is_booted_out_and_disabled(others: ModuleType) -> None:
+    todo = plan(
+        others, "lsof-brew.txt", "ps-brew.txt", "launchctl-list-crashed.txt",
+        agents={"alice": {"homebrew.mxcl.ollama": others.parse_launchctl_print(recorded("launchctl-print-brew.txt"))}},
+        brew_plists={"alice"},
+    )
+    assert todo["bootout"] == ["gui/501/homebrew.mxcl.ollama"]
+    assert todo["kill"] == [1377]
+    assert todo["disable"] == ["gui/501/homebrew.mxcl.ollama"]
+    assert "Homebrew's ollama service of alice listens on port 11434" in " ".join(todo["found"])
+
+
+def test_homebrews_service_started_with_sudo_is_booted_out_of_the_system_domain(others: ModuleType) -> None:
+    todo = plan(others, "lsof-brew.txt", "ps-brew.txt", "launchctl-list-brew-system.txt")
+    assert todo["bootout"] == ["system/homebrew.mxcl.ollama"]
+    assert todo["kill"] == [1377]
+    assert "Homebrew's ollama service (system domain) listens" in " ".join(todo["found"])
+
+
+def test_a_server_started_by_hand_is_stopped_and_its_models_named(others: ModuleType) -> None:
+    todo = plan(others, "lsof-hand.txt", "ps-hand.txt", "launchctl-list-crashed.txt",
+                models_path="/Volumes/models/ollama")
+    assert todo["kill"] == [2210] and todo["bootout"] == [] and todo["disable"] == []
+    text = " ".join(todo["found"])
+    assert "an Ollama started by hand listens on port 11434 (ollama serve, pid 2210, user alice)" in text
+    # Another store: the models stay where they are, and the message says how to serve them.
+    assert "its models (by default in /Users/alice/.ollama/models) stay there" in text
+    assert "set ollama_models_dir: /Users/alice/.ollama/models to serve them" in text
+
+
+def test_a_program_that_is_not_an_ollama_is_never_stopped(others: ModuleType) -> None:
+    todo = plan(others, "lsof-other.txt", "ps-other.txt", "launchctl-list-crashed.txt")
+    assert todo["kill"] == [] and todo["bootout"] == []
+    assert len(todo["blocked"]) == 1
+    assert "port 11434 is held by" in todo["blocked"][0]
+    assert "(pid 3011, user alice), which is not an Ollama" in todo["blocked"][0]
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("/opt/homebrew/opt/ollama/bin/ollama serve", True),
+        ("ollama serve", True),
+        ("/Applications/Ollama.app/Contents/MacOS/Ollama hidden", True),
+        ("/usr/local/bin/ollama list", False),
+        ("/usr/bin/python3 -m http.server 11434", False),
+        ("/opt/ollama-proxy/bin/nginx", False),
+    ],
+)
+def test_tells_an_ollama_server_from_other_programs(others: ModuleType, command: str, expected: bool) -> None:
+    assert others.is_ollama(command) is expected
