@@ -310,8 +310,8 @@ def _inventory(directory: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) ->
     return directory
 
 
-def _preflight(inventory: Path, runs_dir: Path, tags: tuple[str, ...] = ()) -> RunResult:
-    request = RunRequest(playbook=PLAYBOOK, inventory=inventory, tags=tags)
+def _preflight(inventory: Path, runs_dir: Path, tags: tuple[str, ...] = (), playbook: Path = PLAYBOOK) -> RunResult:
+    request = RunRequest(playbook=playbook, inventory=inventory, tags=tags)
     return run_playbook(request, project_dir=ROOT, runs_dir=runs_dir)
 
 
@@ -375,6 +375,19 @@ def test_a_run_limited_by_tags_is_checked_all_the_same(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.FAILED
     assert [f.host for f in result.failures] == ["laptop"]
     assert "continue_users names no-such-dev" in result.failures[0].message
+
+
+def test_the_models_playbook_checks_the_inventory_first(tmp_path: Path) -> None:
+    # `invoke provision --playbook models` with a misspelled model list: refused before the host lock
+    # is taken or a model is pulled (the run would otherwise pull nothing and say ok).
+    inventory = _inventory(tmp_path / "inventory", {"laptop": ("dev_laptops", {"olama_models": ["qwen3:8b"]})})
+    before = _existing()
+    result = _preflight(inventory, tmp_path / "runs", playbook=PLAYBOOK.parent / "models_on_systemd.yml")
+    assert result.exit_code == ExitCode.FAILED
+    [failure] = result.failures
+    assert failure.host == "laptop" and "olama_models looks like a misspelling of ollama_models" in failure.message
+    assert result.hosts["laptop"].changed == 0 and result.changes == []
+    assert _existing() == before
 
 
 def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
