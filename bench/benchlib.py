@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -76,6 +77,10 @@ class Run:
     rc: int
     artifact_dir: Path | None
     summary: dict = field(default_factory=dict)
+    # The controller's CPU seconds (user + sys) of the run's whole process tree: every process it
+    # waited for (Ansible's workers, Mitogen's brokers, ssh clients). A daemonised ssh ControlPersist
+    # master is not waited for, so not counted.
+    cpu: float = 0.0
 
     def hosts(self) -> dict[str, dict[str, int]]:
         return self.summary.get("hosts", {})
@@ -94,15 +99,26 @@ def _newest_run(folder: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _timed(label: str, argv: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Run `argv` from the project root; its wall time and output. A failed run stops the benchmark."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(label: str, argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run `argv` from the project root; its wall time, its process tree's CPU seconds and its output.
+
+    A failed run stops the benchmark. The CPU is what the waited-for children used: runs are timed
+    one at a time, so the difference around one run is that run's.
+    """
+    cpu_before = _children_cpu()
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.monotonic() - started
+    cpu = _children_cpu() - cpu_before
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-4000:])
         raise SystemExit(f"bench: {label} exited {proc.returncode}")
-    return wall, proc.stdout
+    return wall, cpu, proc.stdout
 
 
 def provision(label: str, limit: str) -> Run:
@@ -113,18 +129,33 @@ def provision(label: str, limit: str) -> Run:
             "--vault-password-file", str(VAULT_PASSWORD)]
     if limit:
         argv += ["--host", limit] if "," not in limit else ["--group", limit]
-    wall, _ = _timed(label, argv, _env(LLMFLEET_RUNS_DIR=str(runs)))
+    wall, cpu, _ = _timed(label, argv, _env(LLMFLEET_RUNS_DIR=str(runs)))
     artifact = _newest_run(runs)
     summary = json.loads((artifact / "summary.json").read_text()) if artifact and (artifact / "summary.json").exists() else {}
-    return Run(label, argv, wall, 0, artifact, summary)
+    return Run(label, argv, wall, 0, artifact, summary, cpu)
 
 
 def playbook(label: str, limit: str) -> Run:
     """The same run as a bare `ansible-playbook` of site.yml, no wrapper: the baseline for the wrapper's overhead."""
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--vault-password-file",
             str(VAULT_PASSWORD), "--limit", limit, str(ROOT / "playbooks" / "site.yml")]
-    wall, stdout = _timed(label, argv, _env())
-    return Run(label, argv, wall, 0, None, {"recap": _recap(stdout)})
+    wall, cpu, stdout = _timed(label, argv, _env())
+    return Run(label, argv, wall, 0, None, {"recap": _recap(stdout)}, cpu)
+
+
+REFERENCE_TASKS = 20
+
+
+def reference(label: str, limit: str) -> Run:
+    """Ansible's floor on `limit` (bench/playbooks/reference.yml: 20 no-op stat tasks, facts off), over
+    the same inventory, connection and strategy as the no-op runs; a bare ansible-playbook."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--limit", limit,
+            str(ROOT / "bench" / "playbooks" / "reference.yml")]
+    wall, cpu, stdout = _timed(label, argv, _env())
+    run = Run(label, argv, wall, 0, None, {"hosts": _recap(stdout)}, cpu)
+    if run.hosts().get(limit, {}).get("ok") != REFERENCE_TASKS:
+        raise SystemExit(f"bench: the reference run on {limit} did not run its {REFERENCE_TASKS} tasks: {run.hosts()}")
+    return run
 
 
 def _recap(stdout: str) -> dict[str, dict[str, int]]:

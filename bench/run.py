@@ -14,7 +14,10 @@ from datetime import datetime, timezone
 import benchlib as b
 
 TARGETS = {"server_noop_s": 10.0, "laptop_noop_s": 5.0, "wrapper_overhead": 0.05,
-           "noop_10_vs_1": 1.5, "fresh_10_vs_1": 2.0, "rerun_bytes": 0}
+           "noop_10_vs_1": 1.5, "fresh_10_vs_1": 2.0, "rerun_bytes": 0,
+           # issue 25: a no-op run as a multiple of Ansible's floor on the same host, timed in the same
+           # sitting (bench/playbooks/reference.yml), and the controller's CPU per laptop no-op.
+           "server_noop_x_reference": 4.0, "laptop_noop_x_reference": 2.5, "laptop_noop_cpu_s": 1.5}
 
 
 def converged() -> None:
@@ -32,30 +35,50 @@ def _noop(label: str, host: str) -> b.Run:
 
 
 def bench_noop(repeat: int) -> bool:
-    """No-op re-converge of the team server and of a laptop, alternated."""
+    """No-op re-converge of the team server and of a laptop, each followed by Ansible's floor on the
+    same host (the reference playbook), alternated; seconds, the ratio to the floor, controller CPU."""
     b.fleet_up()
     converged()
-    targets = {b.SERVER: TARGETS["server_noop_s"], b.LAPTOPS[0]: TARGETS["laptop_noop_s"]}
-    runs: dict[str, list[b.Run]] = {host: [] for host in targets}
-    for host in targets:  # one warm-up each: SSH control sockets, the OS's page cache
+    hosts = {b.SERVER: ("server_noop_s", "server_noop_x_reference"),
+             b.LAPTOPS[0]: ("laptop_noop_s", "laptop_noop_x_reference")}
+    runs: dict[str, list[b.Run]] = {host: [] for host in hosts}
+    refs: dict[str, list[b.Run]] = {host: [] for host in hosts}
+    for host in hosts:  # one warm-up each: SSH control sockets, the OS's page cache
         _noop(f"noop-warmup-{host}", host)
+        b.reference(f"reference-warmup-{host}", host)
     for i in range(repeat):
-        for host in targets:
+        for host in hosts:
             runs[host].append(_noop(f"noop-{host}-{i}", host))
+            refs[host].append(b.reference(f"reference-{host}-{i}", host))
     rows, results, ok = [], {}, True
-    for host, target in targets.items():
+    for host, (seconds_key, ratio_key) in hosts.items():
         walls = [r.wall for r in runs[host]]
+        ref_walls = [r.wall for r in refs[host]]
+        cpus = [r.cpu for r in runs[host]]
         tasks = runs[host][0].tasks(host)
         ok_tasks = runs[host][0].hosts()[host]["ok"]
         median = b.stats(walls)["median"]
-        met = median <= target
-        ok &= met
+        ref_median = b.stats(ref_walls)["median"]
+        ratio = median / ref_median
+        cpu = b.stats(cpus)["median"]
+        met_s = median <= TARGETS[seconds_key]
+        met_x = ratio <= TARGETS[ratio_key]
+        met_cpu = host != b.LAPTOPS[0] or cpu <= TARGETS["laptop_noop_cpu_s"]
+        ok &= met_s and met_x and met_cpu
         results[host] = {"walls": walls, **b.stats(walls), "tasks": tasks, "ok_tasks": ok_tasks,
-                         "tasks_per_s": tasks / median, "target_s": target, "met": met,
+                         "tasks_per_s": tasks / median, "target_s": TARGETS[seconds_key], "met": met_s,
+                         "reference_walls": ref_walls, "reference_median": ref_median,
+                         "x_reference": ratio, "target_x_reference": TARGETS[ratio_key], "met_x_reference": met_x,
+                         "cpu_s": cpus, "cpu_median": cpu, "reference_cpu_s": [r.cpu for r in refs[host]],
                          "slowest": b.task_profile(runs[host][-1], 10)}
         rows.append([host, f"{median:.1f} s", f"{min(walls):.1f}–{max(walls):.1f} s", tasks, ok_tasks,
-                     f"{tasks / median:.1f}", f"≤ {target:g} s", "met" if met else "MISSED"])
-    print(b.table(["host", "median", "range", "tasks", "ok", "tasks/s", "target", ""], rows))
+                     f"{tasks / median:.1f}", f"{ref_median:.2f} s", f"{ratio:.2f}×", f"{cpu:.2f}",
+                     f"≤ {TARGETS[seconds_key]:g} s, ≤ {TARGETS[ratio_key]:g}×"
+                     + (f", ≤ {TARGETS['laptop_noop_cpu_s']:g} CPU-s" if host == b.LAPTOPS[0] else ""),
+                     ", ".join(f"{what} {'met' if met else 'MISSED'}"
+                               for what, met in (("s", met_s), ("×", met_x), ("cpu", met_cpu)))])
+    print(b.table(["host", "median", "range", "tasks", "ok", "tasks/s", "reference (20 stats)", "× reference",
+                   "controller CPU-s", "targets", ""], rows))
     for host, result in results.items():
         print(f"\nslowest tasks of {host} (s, summed):")
         for seconds, task, where in result["slowest"]:
@@ -95,10 +118,14 @@ def bench_scaling(repeat: int) -> bool:
     fresh_one = b.provision("scaling-fresh-1", one)
     b.log("fresh converge of 10 laptops")
     fresh_ten = b.provision("scaling-fresh-10", ten)
-    noop_one, noop_ten = [], []
+    noop_one, noop_ten, cpu_one, cpu_ten = [], [], [], []
     for i in range(repeat):
-        noop_one.append(_noop(f"scaling-noop-1-{i}", one).wall)
-        noop_ten.append(_noop(f"scaling-noop-10-{i}", ten).wall)
+        run = _noop(f"scaling-noop-1-{i}", one)
+        noop_one.append(run.wall)
+        cpu_one.append(run.cpu)
+        run = _noop(f"scaling-noop-10-{i}", ten)
+        noop_ten.append(run.wall)
+        cpu_ten.append(run.cpu / 10)
     fresh_ratio = fresh_ten.wall / fresh_one.wall
     noop_ratio = b.stats(noop_ten)["median"] / b.stats(noop_one)["median"]
     met_fresh = fresh_ratio <= TARGETS["fresh_10_vs_1"]
@@ -109,10 +136,23 @@ def bench_scaling(repeat: int) -> bool:
         ["no-op (median)", f"{b.stats(noop_one)['median']:.1f} s", f"{b.stats(noop_ten)['median']:.1f} s",
          f"{noop_ratio:.2f}", f"≤ {TARGETS['noop_10_vs_1']:g}", "met" if met_noop else "MISSED"],
     ]))
+    # The controller's CPU per laptop (issue 25): what one controller core can serve.
+    cpu_noop_one, cpu_noop_ten = b.stats(cpu_one)["median"], b.stats(cpu_ten)["median"]
+    met_cpu = max(cpu_noop_one, cpu_noop_ten) <= TARGETS["laptop_noop_cpu_s"]
+    print(b.table(["controller CPU-s per laptop", "1 laptop", "10 laptops", "target", ""], [
+        ["fresh converge", f"{fresh_one.cpu:.1f}", f"{fresh_ten.cpu / 10:.1f}", "", ""],
+        ["no-op (median)", f"{cpu_noop_one:.2f}", f"{cpu_noop_ten:.2f}", f"≤ {TARGETS['laptop_noop_cpu_s']:g}",
+         "met" if met_cpu else "MISSED"],
+    ]))
+    per_minute = 60 / cpu_noop_ten if cpu_noop_ten else 0.0
+    print(f"\none controller core re-converges about {per_minute:.0f} converged laptops a minute (no-op, CPU-bound)")
     b.save("scaling", {"fresh_1": fresh_one.wall, "fresh_10": fresh_ten.wall, "fresh_ratio": fresh_ratio,
                        "noop_1": noop_one, "noop_10": noop_ten, "noop_ratio": noop_ratio,
-                       "met": {"fresh": met_fresh, "noop": met_noop}})
-    return met_fresh and met_noop
+                       "cpu_per_laptop": {"fresh_1": fresh_one.cpu, "fresh_10": fresh_ten.cpu / 10,
+                                          "noop_1": cpu_one, "noop_10": cpu_ten},
+                       "laptops_per_core_minute": per_minute,
+                       "met": {"fresh": met_fresh, "noop": met_noop, "cpu": met_cpu}})
+    return met_fresh and met_noop and met_cpu
 
 
 def bench_bytes(repeat: int) -> bool:

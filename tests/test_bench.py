@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -59,3 +61,16 @@ def test_run_counts_ok_and_skipped_as_tasks(benchlib: ModuleType) -> None:
 def test_machine_speed_is_a_positive_duration(benchlib: ModuleType) -> None:
     speed = benchlib.machine_speed(runs=1)
     assert 0 < speed < 60
+
+
+def test_timed_counts_the_cpu_of_the_whole_process_tree(benchlib: ModuleType) -> None:
+    # A child that spends its time in a grandchild: the grandchild's CPU is the run's too.
+    burn = "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"
+    argv = [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"]
+    wall, cpu, _ = benchlib._timed("cpu", argv, dict(os.environ))
+    assert 0.3 <= cpu <= wall + 0.5
+
+
+def test_a_sleeping_run_costs_no_cpu(benchlib: ModuleType) -> None:
+    wall, cpu, _ = benchlib._timed("sleep", [sys.executable, "-c", "import time; time.sleep(0.5)"], dict(os.environ))
+    assert wall >= 0.5 and cpu < 0.3
