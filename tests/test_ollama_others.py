@@ -179,3 +179,49 @@ def test_a_program_that_is_not_an_ollama_is_never_stopped(others: ModuleType) ->
 )
 def test_tells_an_ollama_server_from_other_programs(others: ModuleType, command: str, expected: bool) -> None:
     assert others.is_ollama(command) is expected
+
+
+class FakeModule:
+    """What `_look` needs of AnsibleModule: its parameters and run_command answering from fixtures."""
+
+    def __init__(self, answers: dict[str, tuple[int, str]]) -> None:
+        self.params = {"port": 11434, "own_label": "com.llmfleet.ollama", "users": ["alice"],
+                       "models_path": MODELS, "apps": ["/Applications/Ollama.app", "~/Applications/Ollama.app"], "wait": 1}
+        self.answers = answers
+        self.commands: list[str] = []
+
+    def run_command(self, argv: list[str]) -> tuple[int, str, str]:
+        command = " ".join(argv)
+        self.commands.append(command)
+        rc, name = self.answers.get(command, (1, ""))
+        return rc, recorded(name) if name else "", ""
+
+
+def test_the_look_reads_each_source_once_for_the_accounts_found(others: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_look` glue: the app found for alice (uid 501) through lsof, ps and launchctl, with her app installed."""
+
+    class Entry:
+        pw_uid, pw_dir = 501, "/Users/alice"
+
+    def getpwnam(user: str) -> type[Entry]:
+        if user != "alice":
+            raise KeyError(user)
+        return Entry
+
+    monkeypatch.setattr(others.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(others.os.path, "isdir", lambda path: path == "/Applications/Ollama.app")
+    monkeypatch.setattr(others.os.path, "exists", lambda path: False)
+    module = FakeModule({
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN": (0, "lsof-app.txt"),
+        "ps -axo pid=,ppid=,user=,command=": (0, "ps-app.txt"),
+        "launchctl list": (0, "launchctl-list-crashed.txt"),
+        "launchctl print gui/501/com.ollama.ollama": (0, "launchctl-print-app.txt"),
+        "launchctl print gui/501/homebrew.mxcl.ollama": (113, "launchctl-print-missing.txt"),
+        "launchctl print-disabled gui/501": (0, "launchctl-print-disabled.txt"),
+    })
+    todo = others._look(module)
+    assert todo["bootout"] == ["gui/501/com.ollama.ollama"]
+    assert todo["kill"] == [812, 905, 930]
+    assert todo["disable"] == ["gui/501/com.ollama.ollama"]
+    # Each command once: a converged Mac pays six quick commands for this task.
+    assert len(module.commands) == len(set(module.commands)) == 6
