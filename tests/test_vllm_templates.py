@@ -43,8 +43,8 @@ def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
     coder = (out / "coder-instance.env").read_text().splitlines()
     args = next(line for line in coder if line.startswith("LLMFLEET_VLLM_ARGS="))
     assert args == ('LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
-                    '--port 8000 --max-model-len 16384 --dtype auto --enable-auto-tool-choice --tool-call-parser '
-                    'hermes --enable-prefix-caching"')
+                    '--port 8000 --max-model-len 16384 --dtype auto --gpu-memory-utilization 0.46 '
+                    '--enable-auto-tool-choice --tool-call-parser hermes --enable-prefix-caching"')
     assert 'VLLM_API_KEY="k\\"ey<&>"' in coder and 'HF_TOKEN="hf_secret"' in coder
     assert 'HF_HOME="/var/lib/vllm/huggingface"' in coder and 'VLLM_NO_USAGE_STATS="1"' in coder
     tiny = (out / "tiny-instance.env").read_text()

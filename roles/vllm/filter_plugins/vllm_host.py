@@ -80,4 +80,6 @@ class FilterModule:
         return {
             "vllm_storage_wanted": storage_wanted,
             "vllm_model_paths": model_paths,
+            # A model's weights in MiB (0 for a path or a name without a size): the CPU memory plan's.
+            "vllm_model_size_mb": lambda model: (estimate_mb(model) or 0) if isinstance(model, str) and not is_path(model) else 0,
         }

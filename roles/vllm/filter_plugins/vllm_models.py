@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilization", "tensor_parallel_size",
-         "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args"}
+         "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args", "gpus"}
 # Matched whole (fullmatch: `$` would also match before a final line break).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Arguments the role sets itself; in extra_args they would silently fight the role's own.
@@ -151,6 +151,16 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
         kv = entry.get("kv_cache_gb")
         if kv is not None and (isinstance(kv, bool) or not isinstance(kv, (int, float)) or kv <= 0):
             errors.append(f"{label}: kv_cache_gb must be a positive number")
+        elif kv is not None and not float(kv).is_integer():
+            # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): "2.5" stops the server at start-up.
+            errors.append(f"{label}: kv_cache_gb is {kv}, and vLLM takes whole GiB only; set it to "
+                          f"{max(1, int(kv))}")
+        gpus = entry.get("gpus")
+        if gpus is not None and (not isinstance(gpus, list) or not gpus
+                                 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus)
+                                 or len(set(gpus)) != len(gpus)):
+            errors.append(f"{label}: gpus must be a list of GPU numbers as nvidia-smi shows them, each once, "
+                          "e.g. [0] or [0, 1]")
         extra = entry.get("extra_args", [])
         if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
             errors.append(f"{label}: extra_args must be a list of strings")
@@ -170,20 +180,27 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
 
 def instances(models: Iterable[Mapping[str, Any]], host: str = "127.0.0.1", default_parser: str = "hermes",
               default_max_model_len: int = 16384, default_dtype: str = "auto", api_key: str = "",
-              environment: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One server per served model: {name, instance, port, args (list), env (dict, secrets included)}."""
+              environment: Mapping[str, Any] | None = None, plan: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One server per served model: {name, instance, port, args (list), env (dict, secrets included)}.
+
+    `plan` is vllm_gpu's memory_plan for the host: each server's gpu_memory_utilization and, for an entry
+    with gpus, CUDA_VISIBLE_DEVICES (GPU hosts), or its KV cache (CPU and macOS hosts).
+    """
     errors = model_errors(models)
     if errors:
         raise ValueError("; ".join(errors))
+    planned = {server["name"]: server for server in (plan or {}).get("servers", [])}
     result = []
     for entry in models or []:
+        server = planned.get(entry["name"], {})
         port = port_number(entry["port"])
         args = ["--model", entry["model"], "--served-model-name", entry["name"], "--host", host,
                 "--port", str(port),
                 "--max-model-len", str(entry.get("max_model_len", default_max_model_len)),
                 "--dtype", str(entry.get("dtype", default_dtype))]
-        if entry.get("gpu_memory_utilization") is not None:
-            args += ["--gpu-memory-utilization", str(entry["gpu_memory_utilization"])]
+        share = entry.get("gpu_memory_utilization", server.get("share"))
+        if share is not None:
+            args += ["--gpu-memory-utilization", str(share)]
         if entry.get("tensor_parallel_size"):
             args += ["--tensor-parallel-size", str(entry["tensor_parallel_size"])]
         parser = entry.get("tool_call_parser", default_parser)
@@ -192,8 +209,13 @@ def instances(models: Iterable[Mapping[str, Any]], host: str = "127.0.0.1", defa
         args += [str(a) for a in entry.get("extra_args", [])]
         env = {str(k): str(v) for k, v in (environment or {}).items()}
         env.update({str(k): str(v) for k, v in (entry.get("environment") or {}).items()})
-        if entry.get("kv_cache_gb") is not None:
-            env["VLLM_CPU_KVCACHE_SPACE"] = str(entry["kv_cache_gb"])
+        kv = entry.get("kv_cache_gb", server.get("kv_cache_gb"))
+        if kv is not None:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(int(float(kv)))
+        if entry.get("gpus") is not None:
+            # nvidia-smi's numbers are PCI bus order; CUDA's own order (fastest first) may differ.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in entry["gpus"])
         key = entry.get("api_key", api_key)
         if key:
             env["VLLM_API_KEY"] = str(key)
