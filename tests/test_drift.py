@@ -36,7 +36,7 @@ def test_drift_is_reported_per_task_with_a_short_diff(localhost: Path, project_d
     assert "- Config file content" in report and "- Files per item" in report
     assert "-old content" in report and "+new content" in report
     assert "+other" in report
-    assert "Drift exit code 2: drift on localhost" in report
+    assert "Exit code 2: drift on localhost" in report
     assert (out_dir / "config.txt").read_text() == "old content\n", "a drift check must not repair"
 
 
@@ -92,3 +92,22 @@ def test_a_host_whose_check_did_not_run_is_not_called_clean() -> None:
     assert "laptop: not run: ansible-playbook ended the run before its play" in report
     assert "check incomplete" in report and "laptop: no drift" not in report
     assert drift_exit(result) == (ExitCode.FAILED, "failed on server; not run: laptop")
+
+
+def test_invoke_drift_ends_with_one_exit_line(localhost: Path, project_dir: Path, runs_dir: Path, out_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The whole command as `invoke drift` runs it: the run's summary, then the drift report, and
+    # the drift's exit code as the only exit line (the run's own would say 0 or "changes").
+    from llmfleet import cli
+    from llmfleet.project import Project
+    from test_runner import PLAYBOOKS
+
+    (out_dir / "config.txt").write_text("old content\n")
+    (project_dir / "playbooks").symlink_to(PLAYBOOKS)
+    monkeypatch.setenv("LLMFLEET_RUNS_DIR", str(runs_dir))
+    out = io.StringIO()
+    _, code = cli.drift(Project(project_dir), playbook="diff", inventory=str(localhost),
+                        extra_vars=[f"out_dir={out_dir}"], console=Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    assert code == ExitCode.CHANGES
+    assert text.count("Exit code") == 1 and text.rstrip().endswith("Exit code 2: drift on localhost"), text[-600:]

@@ -16,17 +16,14 @@ import yaml
 from rich.console import Console
 
 from llmfleet.drift import drift_exit, render_drift
+from llmfleet.errors import UsageError
 from llmfleet.progress import make_reporter
 from llmfleet.project import Project
-from llmfleet.report import ExitCode, RunResult, render_summary
+from llmfleet.report import ExitCode, RunResult, render_exit, render_summary
 from llmfleet.runner import RunRequest, run_playbook
 from llmfleet.status import render_status
 
 SECRET_ENV_PREFIX = "LLMFLEET_SECRET_"
-
-
-class UsageError(ValueError):
-    """Bad command-line input, found before anything runs."""
 
 
 def limit_for(host: str | None, group: str | None) -> str | None:
@@ -102,8 +99,13 @@ def provision(
     forks: int | None = None,
     verbose: int = 0,
     console: Console | None = None,
+    exit_line: bool = True,
 ) -> RunResult:
-    """Run a playbook against the inventory with live progress, then print the per-host summary."""
+    """Run a playbook against the inventory with live progress, then print the per-host summary.
+
+    `exit_line`: end the summary with the run's exit code; a command whose own exit code differs
+    (drift, status) prints its own instead, so a run ends with one exit line.
+    """
     console = console or Console()
     request = RunRequest(
         playbook=project.playbook(playbook),
@@ -122,14 +124,14 @@ def provision(
     )
     result = run_playbook(request, project_dir=project.root, runs_dir=project.runs_dir,
                           reporter=make_reporter(console))
-    render_summary(result, console)
+    render_summary(result, console, exit_line=exit_line)
     return result
 
 
 def drift(project: Project, *, console: Console | None = None, **options: Any) -> tuple[RunResult, ExitCode]:
     """A check+diff run of the playbook, reported as drift per host; returns the run and the exit code."""
     console = console or Console()
-    result = provision(project, check=True, diff=True, console=console, **options)
+    result = provision(project, check=True, diff=True, console=console, exit_line=False, **options)
     render_drift(result, console)
     return result, drift_exit(result)[0]
 
@@ -141,11 +143,16 @@ def status(project: Project, *, console: Console | None = None, **options: Any) 
     its inventory (a version not yet applied, a stopped service, a missing model), else 0.
     """
     console = console or Console()
-    result = provision(project, playbook="status", console=console, **options)
+    result = provision(project, playbook="status", console=console, exit_line=False, **options)
     clean = render_status(result.custom_stats.get("llmfleet_status") or {}, console)
     if result.exit_code != ExitCode.OK:
-        return result, result.exit_code
-    return result, ExitCode.OK if clean else ExitCode.CHANGES
+        code, reason = result.exit_code, result.exit_reason
+    elif clean:
+        code, reason = ExitCode.OK, "every host is as its inventory says"
+    else:
+        code, reason = ExitCode.CHANGES, "a host differs from its inventory (above)"
+    render_exit(code, reason, console)
+    return result, code
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from llmfleet.report import Change, ExitCode, RunResult
+from llmfleet.report import Change, ExitCode, RunResult, render_exit
 
 # Lines of diff shown per change; the full diffs are in the run folder's summary.json.
 DIFF_LINES = 12
@@ -74,6 +74,4 @@ def render_drift(result: RunResult, console: Console) -> None:
                 for line in short_diff(diff):
                     style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
                     console.print(Text("      " + line, style=style), soft_wrap=True, markup=False)
-    code, reason = drift_exit(result)
-    style = "green" if code == ExitCode.OK else "bold red"
-    console.print(Text(f"Drift exit code {int(code)}: {reason}", style=style), soft_wrap=True)
+    render_exit(*drift_exit(result), console)

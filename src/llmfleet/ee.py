@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from llmfleet import testbed
-from llmfleet.cli import UsageError
+from llmfleet.errors import UsageError
 
 DEFINITION = Path("execution-environment") / "execution-environment.yml"
 DEFAULT_TAG = "llmfleet-ee:latest"

@@ -372,7 +372,7 @@ _STATE_STYLE = {"failed": "bold red", "unreachable": "bold red", "not run": "bol
                 "changed": "yellow", "ok": "green"}
 
 
-def render_summary(result: RunResult, console: Console) -> None:
+def render_summary(result: RunResult, console: Console, *, exit_line: bool = True) -> None:
     """Print each host's state and counts, why a host did not run, each failure, the roles'
     notices, ansible's messages when only they explain the exit, the run folder and what the exit
     code means.
@@ -425,8 +425,14 @@ def render_summary(result: RunResult, console: Console) -> None:
             console.print(Text(f"  {line}" if line else "", style=_message_style(line)), soft_wrap=True)
 
     console.print(Text.assemble("Run folder: ", str(result.artifact_dir)), soft_wrap=True)
-    style = "green" if result.exit_code == ExitCode.OK else "bold red"
-    console.print(Text(f"Exit code {int(result.exit_code)}: {result.exit_reason}", style=style), soft_wrap=True)
+    if exit_line:
+        render_exit(result.exit_code, result.exit_reason, console)
+
+
+def render_exit(code: ExitCode, reason: str, console: Console) -> None:
+    """The last line of a command's output: its exit code and why."""
+    style = "green" if code == ExitCode.OK else "bold red"
+    console.print(Text(f"Exit code {int(code)}: {reason}", style=style), soft_wrap=True)
 
 
 def _message_style(line: str) -> str:
