@@ -7,12 +7,16 @@ decision (`plan`). What the module then runs (launchctl bootout/disable, SIGTERM
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from _modules import load_module
+from _modules import ROOT, load_module
 
 FIXTURES = Path(__file__).parent / "fixtures" / "macos"
 MODELS = "/Users/alice/.ollama/models"
@@ -225,3 +229,57 @@ def test_the_look_reads_each_source_once_for_the_accounts_found(others: ModuleTy
     assert todo["disable"] == ["gui/501/com.ollama.ollama"]
     # Each command once: a converged Mac pays six quick commands for this task.
     assert len(module.commands) == len(set(module.commands)) == 6
+
+
+def _shifted(name: str, columns: int) -> str:
+    """A fixture with its first `columns` pid columns moved above Linux's pid_max: nothing here can be signalled."""
+    def shift(line: str) -> str:
+        fields = line.split(" ")
+        seen = 0
+        for i, field in enumerate(fields):
+            if field.isdigit():
+                fields[i] = str(int(field) + 5_000_000)
+                seen += 1
+                if seen == columns:
+                    break
+        return " ".join(fields)
+    return "".join(shift(line) + "\n" for line in recorded(name).splitlines())
+
+
+def test_the_module_reports_in_check_mode_and_fails_when_the_port_stays_taken(tmp_path: Path) -> None:
+    """The module itself through Ansible (ad-hoc, local), with lsof, ps and launchctl replaced by scripts that
+    print the recorded outputs (pids moved out of reach): a check run reports what it would do and changes
+    nothing; a real run whose server does not go away (the recorded lsof still shows it) fails naming it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # lsof: the app's server (pid in column 2); ps: pid and ppid; launchctl list: the role's job not running.
+    outputs = {"lsof": _shifted("lsof-app.txt", 1), "ps": _shifted("ps-app.txt", 2),
+               "launchctl": recorded("launchctl-list-crashed.txt")}
+    for tool, text in outputs.items():
+        (tmp_path / f"{tool}.out").write_text(text)
+        script = bindir / tool
+        script.write_text(f"#!/bin/sh\ncat {tmp_path / (tool + '.out')}\n")
+        script.chmod(0o755)
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+           "ANSIBLE_LIBRARY": str(ROOT / "roles/ollama/library"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STRATEGY": "linear", "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    args = json.dumps({"port": 11434, "own_label": "com.llmfleet.ollama", "users": [], "models_path": MODELS, "wait": 1})
+
+    def run(*extra: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [str(venv_bin / "ansible"), "localhost", "-c", "local", "-m", "ollama_others", "-a", args, *extra],
+            env=env, capture_output=True, text=True, cwd=tmp_path,
+        )
+        return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+    check = run("--check", "--diff")
+    assert check["changed"] is True and check["taking_over"] is True
+    assert check["actions"] == ["kill -TERM 5000812", "kill -TERM 5000905", "kill -TERM 5000930"]
+    assert "kill -TERM 5000905" in check["diff"]["after"]
+    assert "listens on port 11434" in check["diff"]["before"]
+
+    real = run()
+    assert real.get("failed") is True
+    assert real["msg"] == "the other Ollama (pid 5000905) still holds port 11434"

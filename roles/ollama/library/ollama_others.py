@@ -329,6 +329,12 @@ def main() -> None:
         "changed": bool(actions), "found": todo["found"], "actions": actions,
         "taking_over": bool(todo["kill"] or todo["bootout"]),
     }
+    if actions and module._diff:
+        # What `invoke drift` (a check run with --diff) shows for this task.
+        result["diff"] = {
+            "before_header": "other Ollamas", "before": "".join(f"{line}\n" for line in todo["found"]),
+            "after_header": "what the run does", "after": "".join(f"{line}\n" for line in actions),
+        }
     if todo["blocked"]:
         module.fail_json(
             msg="; ".join(todo["blocked"])
@@ -356,7 +362,10 @@ def main() -> None:
         time.sleep(0.5)
         left = _foreign_listeners(module, todo["kill"])
     for pid in left:
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     time.sleep(1 if left else 0)
     left = _foreign_listeners(module, todo["kill"])
     if left:
