@@ -2,7 +2,8 @@
 
 No Mac here: the inputs are outputs of lsof, ps and launchctl written from their documented formats
 (tests/fixtures/macos/, each file says so in its `#@` header), fed to the module's parsers and to its
-decision (`plan`). What the module then runs (launchctl bootout/disable, SIGTERM) is what `plan` returns.
+decision (`plan`). What the module then runs (launchctl bootout/disable, SIGTERM) is what `plan` returns;
+the module itself runs once through Ansible with those tools replaced by scripts printing the recorded outputs.
 """
 
 from __future__ import annotations
