@@ -6,7 +6,9 @@ keeps in RunResult.custom_stats["llmfleet_status"].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import shlex
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich import box
@@ -24,12 +26,41 @@ def _instance_of(name: str, unit: str) -> bool:
     return name == unit
 
 
+def vllm_placement(lines: Iterable[str]) -> dict[str, str]:
+    """Where each vLLM server runs, from its settings file's lines (`<path>/<name>.env:KEY="value"`).
+
+    "GPU 0 (0.46)" for a server on the GPUs vLLM takes by default (its first tensor_parallel_size ones) or
+    its CUDA_VISIBLE_DEVICES, with its gpu_memory_utilization; "CPU, KV cache 4 GiB" on CPU hosts.
+    """
+    settings: dict[str, dict[str, str]] = {}
+    for line in lines or []:
+        match = re.match(r"^(?:.*/)?([^/:]+)\.env:([A-Z_]+)=\"?(.*?)\"?$", line)
+        if match:
+            settings.setdefault(match.group(1), {})[match.group(2)] = match.group(3)
+    placement = {}
+    for instance, values in settings.items():
+        args = shlex.split(values.get("LLMFLEET_VLLM_ARGS", ""))
+        option = {a: b for a, b in zip(args, args[1:]) if a.startswith("--")}
+        if "VLLM_CPU_KVCACHE_SPACE" in values and "--gpu-memory-utilization" not in option:
+            placement[instance] = f"CPU, KV cache {values['VLLM_CPU_KVCACHE_SPACE']} GiB"
+            continue
+        size = int(option.get("--tensor-parallel-size", "1") or 1)
+        devices = values.get("CUDA_VISIBLE_DEVICES") or ",".join(str(i) for i in range(size))
+        share = option.get("--gpu-memory-utilization", "")
+        placement[instance] = f"GPU{'s' if ',' in devices else ''} {devices}" + (f" ({share})" if share else "")
+    return placement
+
+
 def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """(host, component, service state, installed, pinned, note) for every host and component."""
+    """(host, component, service state, installed, pinned, note) for every host and component.
+
+    A vLLM server's state is followed by where it runs (vllm_placement), when its host reported it.
+    """
     rows = []
     for host in sorted(status):
         report = status[host] or {}
         services: Mapping[str, str] = report.get("services") or {}
+        placement = vllm_placement(report.get("vllm_servers") or [])
         for component, unit in COMPONENTS:
             versions = (report.get("versions") or {}).get(component) or {}
             installed, pinned = str(versions.get("installed") or ""), str(versions.get("pinned") or "")
@@ -42,6 +73,9 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
                 note = f"pinned {pinned}: run provision"
             elif any(not s.endswith("running") for s in states):
                 note = "not running"
+            if unit.endswith("@"):
+                states = [f"{s} on {placement[s.split(': ')[0][len(unit):]]}"
+                          if s.split(": ")[0][len(unit):] in placement else s for s in states]
             rows.append((host, component, ", ".join(states) or "-", installed or "-", pinned or "-", note))
     return rows
 
