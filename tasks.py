@@ -184,7 +184,8 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     if lint:
         steps += _LINT_STEPS
     if unit:
-        steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q"]))
+        # --durations: the slowest tests in every CI log, where CI time is spent.
+        steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q", "--durations=15"]))
     _stages(steps)
     scenarios = scenario or PROJECT.scenarios()
     if not scenarios:
