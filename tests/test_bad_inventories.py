@@ -77,6 +77,10 @@ class Case:
 MODELS = PLAYBOOK.parent / "models"
 ROOM = Path(tempfile.gettempdir()) / "llmfleet-bad-inventories"
 ROOM_B = shutil.disk_usage(ROOM.parent).free * 0.6 / 2e9  # billions of bf16 parameters
+# issue 20: nvidia-smi doubles for the driver generations (llm_host_probe runs them as llm_host_nvidia_smi).
+R590 = ROOT / "tests/doubles/nvidia-smi-double-r590"
+R550 = ROOT / "molecule/llm_host/files/nvidia-smi-double"
+R470 = ROOT / "tests/doubles/nvidia-smi-double-r470"
 
 CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
@@ -219,12 +223,15 @@ CASES = [
          {"ollama_memory_budget_mb": 8 * 1024 * 1024, "ollama_models": ["qwen2.5-coder:1.5b", "qwen3:9000b"]},
          ("Would not fit: Ollama model qwen3:9000b (about 5401.0 GiB)", "Free space on",
           "move the models to a larger file system (ollama_models_dir)", "remove those models")),
+    # linux_cuda without a GPU: the memory the models need is the GPUs' (unknown here), not this machine's
+    # RAM, which a CPU host's KV-cache plan would find too small before the disk is looked at.
     Case("vllm-model-larger-than-the-disk", "gpu_servers",
-         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "Qwen/Qwen3-9000B"}]},
+         {"llm_host_type": "linux_cuda", "vllm_enabled": True, "vllm_models": [{**CODER, "model": "Qwen/Qwen3-9000B"}]},
          ("Would not fit: vllm_models[0].model Qwen/Qwen3-9000B (about 16763.8 GiB)", "(vllm_home)")),
     # Each fits alone; Ollama's store and vLLM's cache share a file system, and together they do not.
     Case("ollama-and-vllm-models-together-larger-than-the-disk", "workstations",
-         {"vllm_enabled": True, "vllm_home": str(ROOM / "vllm"), "ollama_models_dir": str(ROOM / "ollama"),
+         {"llm_host_type": "linux_cuda", "vllm_enabled": True, "vllm_home": str(ROOM / "vllm"),
+          "ollama_models_dir": str(ROOM / "ollama"),
           "vllm_models": [{**CODER, "model": f"Qwen/Qwen3-{ROOM_B:.1f}B"}],
           "ollama_memory_budget_mb": 8 * 1024 * 1024,
           "ollama_models": [{"name": "qwen3:32b", "memory_gb": round(ROOM_B * 2e9 / 2**30, 1)}]},
@@ -283,6 +290,59 @@ CASES = [
          ('llm_host_uv_version "0.9.5 latest" is not a release number X.Y.Z',), host="host-settings-laptop"),
     Case("quoted-ollama-port-on-open-webuis", "workstations", {"ollama_port": "8080"},
          ("ollama_port is the string '8080'",), host="names-types-workstation"),
+    # issue 20: vLLM matched to the driver. The GPUs come from nvidia-smi doubles (llm_host_nvidia_smi):
+    # R550 runs CUDA 12 only, R470 not even that; R590 (two GPUs) runs every build.
+    Case("vllm-driver-too-old-for-the-pinned-release", "gpu_servers",
+         {"llm_host_nvidia_smi": str(R550), "vllm_models": [CODER]},
+         ("vllm: the NVIDIA driver 550.54.15 is too old for every CUDA build of vLLM 0.33.0 (CUDA 13.0 needs 580.65.06 "
+          "or newer); upgrade the driver to 580.65.06 or newer", 'or pin vllm_version: "0.25.1"')),
+    Case("vllm-driver-too-old-for-any-release", "workstations",
+         {"llm_host_nvidia_smi": str(R470), "vllm_version": "0.25.1", "vllm_models": [CODER]},
+         ("vllm: the NVIDIA driver 470.256.02 is too old for every CUDA build of vLLM 0.25.1",
+          "upgrade the driver to 525.60.13 or newer")),
+    Case("vllm-on-rocm-without-a-rocm-build", "gpu_servers",
+         {"llm_host_type": "linux_rocm", "vllm_enabled": True, "vllm_models": [CODER]},
+         ("vllm: this host is linux_rocm (AMD GPUs), and vLLM's PyPI wheel is built for NVIDIA CUDA",
+          "set vllm_packages to one")),
+    Case("vllm-on-a-rocm-workstation", "workstations",
+         {"llm_host_type": "linux_rocm", "vllm_enabled": "yes", "vllm_models": [CODER]},
+         ("this host is linux_rocm (AMD GPUs)", "or set vllm_enabled: false")),
+    # issue 20: GPU memory shared correctly.
+    Case("vllm-gpu-shares-above-one", "gpu_servers",
+         {"llm_host_nvidia_smi": str(R590),
+          "vllm_models": [{**CODER, "gpu_memory_utilization": 0.6},
+                          {**CODER, "name": "chat", "port": 8001, "gpu_memory_utilization": 0.5}]},
+         ("vllm: GPU 0 is promised 1.1 of its memory: the gpu_memory_utilization of coder (0.6) and chat (0.5) add up "
+          "to more than the whole GPU", "move a server to another GPU with its gpus key")),
+    Case("vllm-gpu-share-leaves-nothing", "workstations",
+         {"llm_host_nvidia_smi": str(R590), "vllm_enabled": True,
+          "vllm_models": [{**CODER, "gpu_memory_utilization": 0.95}, {**CODER, "name": "chat", "port": 8001}]},
+         ("vllm: on GPU 0, coder (0.95) take 0.95 of its memory, which leaves nothing of vllm_gpu_memory_utilization "
+          "(0.92) for chat", "give those their own gpu_memory_utilization")),
+    Case("vllm-pinned-to-a-missing-gpu", "gpu_servers",
+         {"llm_host_nvidia_smi": str(R590), "vllm_models": [{**CODER, "gpus": [2]}]},
+         ("vllm_models[0] (coder): gpus names GPU 2, and this host has GPU 0, 1 (nvidia-smi's numbers)",)),
+    Case("vllm-tensor-parallel-beyond-its-gpus", "gpu_servers",
+         {"llm_host_nvidia_smi": str(R590), "vllm_models": [{**CODER, "gpus": [1], "tensor_parallel_size": 2}]},
+         ("vllm_models[0] (coder): tensor_parallel_size 2 needs 2 GPUs, and gpus lists 1",)),
+    Case("vllm-cpu-kv-caches-do-not-fit", "workstations",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "Qwen/Qwen2.5-72B-Instruct"}]},
+         ("vllm: the KV caches of coder do not fit this host's memory", "GiB (weights and runtime of coder)",
+          "give each a kv_cache_gb, or lower vllm_cpu_reserved_gb")),
+    Case("vllm-cpu-kv-cache-declared-too-big", "gpu_servers",
+         {"vllm_enabled": True, "vllm_models": [{**CODER, "kv_cache_gb": 4096}]},
+         ("vllm: the kv_cache_gb of coder do not fit this host's memory", "4096.0 GiB (the kv_cache_gb of coder)")),
+    Case("vllm-gpu-budget-above-one", "gpu_servers", {"vllm_gpu_memory_utilization": 1.5},
+         ('vllm: vllm_gpu_memory_utilization is "1.5"', "at most 1, e.g. 0.92"), host="vllm-settings-server"),
+    Case("vllm-cpu-reserve-not-a-number", "gpu_servers", {"vllm_cpu_reserved_gb": "lots"},
+         ('vllm: vllm_cpu_reserved_gb is "lots"; set it to auto or to the GiB',), host="vllm-settings-server"),
+    Case("vllm-cuda-wheel-url-without-scheme", "gpu_servers",
+         {"vllm_cuda_wheel_url": "github.com/vllm-project/vllm/releases/download"},
+         ('vllm_cuda_wheel_url "github.com/vllm-project/vllm/releases/download" is not an http(s):// or file:// URL',),
+         host="vllm-settings-server"),
+    Case("vllm-kernels-index-without-scheme", "gpu_servers", {"vllm_kernels_index_url": "flashinfer.ai/whl"},
+         ('vllm_kernels_index_url "flashinfer.ai/whl" is not an http(s):// or file:// URL', 'or to "" to skip'),
+         host="vllm-settings-server"),
     # issue 19: collisions across the inventory; each host of a pair names the other.
     Case("one-machine-two-inventory-names", "dev_laptops", {"ansible_host": "dev-box.lan"},
          ("one-machine-two-inventory-names and one-machine-under-another-name are one machine (dev-box.lan)",
