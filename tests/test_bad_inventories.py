@@ -325,6 +325,13 @@ CASES = [
     Case("vllm-tensor-parallel-beyond-its-gpus", "gpu_servers",
          {"llm_host_nvidia_smi": str(R590), "vllm_models": [{**CODER, "gpus": [1], "tensor_parallel_size": 2}]},
          ("vllm_models[0] (coder): tensor_parallel_size 2 needs 2 GPUs, and gpus lists 1",)),
+    # vllm_cuda names a build the release does not have (reported with the pin's problem, one host each).
+    Case("vllm-cuda-not-a-build-of-the-release", "gpu_servers", {"vllm_cuda": "12.9"},
+         ("vllm: vllm_cuda is '12.9', and vLLM 0.33.0 is built for CUDA 13.0; set vllm_cuda to one of those or auto",),
+         host="vllm-pinned-to-a-missing-gpu"),
+    Case("vllm-cuda-given-as-a-torch-backend", "gpu_servers", {"vllm_cuda": "cu130"},
+         ("vllm: vllm_cuda is 'cu130', and vLLM 0.33.0 is built for CUDA 13.0",),
+         host="vllm-tensor-parallel-beyond-its-gpus"),
     Case("vllm-cpu-kv-caches-do-not-fit", "workstations",
          {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "Qwen/Qwen2.5-72B-Instruct"}]},
          ("vllm: the KV caches of coder do not fit this host's memory", "GiB (weights and runtime of coder)",
