@@ -112,6 +112,12 @@ def test_cpu_servers_that_do_not_fit_are_refused_with_the_arithmetic() -> None:
     assert GPU.cpu_reserved(6, ["ollama"], []) == [["vllm_cpu_reserved_gb", 6144]]
 
 
+def test_unknown_ram_leaves_the_kv_cache_to_the_inventory() -> None:
+    plan = GPU.memory_plan([_model("a", 8000), _model("b", 8001, kv_cache_gb=3)], "linux_cpu", [], 0.92, 0, [], [0, 0])
+    assert plan["errors"] == [] and [s["kv_cache_gb"] for s in plan["servers"]] == [None, 3]
+    assert "VLLM_CPU_KVCACHE_SPACE" not in VM.instances([_model("a", 8000)], plan=plan)[0]["env"]
+
+
 def test_kv_cache_gb_is_whole_gib() -> None:
     assert any("kv_cache_gb is 2.5, and vLLM takes whole GiB only; set it to 2" in e
                for e in VM.model_errors([_model("a", 8000, kv_cache_gb=2.5)]))

@@ -182,8 +182,15 @@ def ollama_need_mb(models: Any) -> tuple[int, str]:
 
 def _cpu_plan(models: list[Mapping[str, Any]], ram_mb: int, reserved: list[list[Any]],
               weights_mb: list[Any]) -> dict[str, Any]:
-    """Each CPU server's KV cache: what RAM leaves after the reserved needs, weights and runtimes, split evenly."""
+    """Each CPU server's KV cache: what RAM leaves after the reserved needs, weights and runtimes, split evenly.
+
+    With the RAM unknown (the probe read 0), only the declared kv_cache_gb are set and nothing is refused.
+    """
     errors: list[str] = []
+    if ram_mb <= 0:
+        return {"servers": [{"name": e.get("name"), "kv_cache_gb": int(float(e["kv_cache_gb"]))
+                             if e.get("kv_cache_gb") is not None else None} for e in models],
+                "errors": [], "pool_mb": 0}
     used = [[str(label), int(mb)] for label, mb in reserved if int(mb) > 0]
     weights = sum(int(w or 0) for w in weights_mb) + SERVER_RUNTIME_MB * len(models)
     names = ", ".join(str(e.get("name")) for e in models)
