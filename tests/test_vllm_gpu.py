@@ -124,13 +124,19 @@ def test_kv_cache_gb_is_whole_gib() -> None:
     assert VM.model_errors([_model("a", 8000, kv_cache_gb=2.0)]) == []
 
 
-def test_example_inventory_servers_fit_their_gpu(tmp_path: Path) -> None:
-    # inventory/example's team server, as written: two vLLM servers, neither with a share or gpus, on a
-    # host with the llm_host scenario's two GPUs. Rendered by Ansible from the role's own vars.
+def _example() -> dict[str, object]:
     inventory = ROOT / "inventory/example/group_vars"
-    hostvars = {**yaml.safe_load((inventory / "gpu_servers/vllm.yml").read_text()),
-                **yaml.safe_load((inventory / "gpu_servers/fleet.yml").read_text())}
-    gpus = [{"index": i, "name": "NVIDIA RTX A6000", "vram_mb": 49140, "driver_version": "590.48.01"} for i in (0, 1)]
+    return {**yaml.safe_load((inventory / "gpu_servers/vllm.yml").read_text()),
+            **yaml.safe_load((inventory / "gpu_servers/fleet.yml").read_text())}
+
+
+def test_example_inventory_servers_fit_their_gpu(tmp_path: Path) -> None:
+    # inventory/example's team server, as written: two vLLM servers, neither with a share or gpus, on an
+    # 80 GB GPU (the R590 double's). Rendered by Ansible from the role's own vars: the 32B coder gets its
+    # weights' part (about 61 GiB of 79.6) and half of the rest, the reranker (no size in its name) the
+    # other half; together no more than vllm_gpu_memory_utilization.
+    hostvars = _example()
+    gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "driver_version": "590.48.01"} for i in (0, 1)]
     out = render("render_role.yml", tmp_path, filters_of="vllm", role="vllm", system="Linux", architecture="x86_64",
                  items_var="_vllm_instances", item_templates=["etc/vllm/instance.env"],
                  llm_host_facts={"type": "linux_cuda", "gpus": gpus, "arch": "amd64", "ram_mb": 257000}, **hostvars)
@@ -139,5 +145,25 @@ def test_example_inventory_servers_fit_their_gpu(tmp_path: Path) -> None:
         env = (out / f"{entry['name']}-instance.env").read_text()
         shares[entry["name"]] = float(re.search(r"--gpu-memory-utilization ([0-9.]+)", env).group(1))
         assert "CUDA_VISIBLE_DEVICES" not in env  # both on GPU 0, vLLM's first device
-    assert shares == {"qwen2.5-coder-32b": 0.46, "bge-reranker": 0.46}
-    assert sum(shares.values()) <= 1
+    assert shares == {"qwen2.5-coder-32b": 0.83, "bge-reranker": 0.08}
+    assert sum(shares.values()) <= 0.92
+    # The coder's share holds its weights with room for its KV cache: 0.83 of 79.6 GiB is 66.1 GiB.
+    assert 0.83 * 81559 > 61035 + 4096
+    weights = [61035, 0]  # vllm_model_size_mb of each model, as vars/main.yml passes them
+    assert GPU.memory_plan(hostvars["vllm_models"], "linux_cuda", gpus, 0.92, 0, [], weights)["errors"] == []
+
+
+def test_example_inventory_on_48_gb_gpus_is_told_to_split_the_model() -> None:
+    # The same on two 48 GB GPUs: 61 GiB of bf16 weights fit neither. Refused, naming the way out; with
+    # tensor_parallel_size: 2 the coder takes both GPUs and the reranker shares the first.
+    hostvars = _example()
+    gpus = [{"index": i, "name": "NVIDIA RTX A6000", "vram_mb": 49140, "driver_version": "590.48.01"} for i in (0, 1)]
+    plan = GPU.memory_plan(hostvars["vllm_models"], "linux_cuda", gpus, 0.92, 0, [], [61035, 0])
+    assert plan["errors"] == [
+        "vllm: the weights of qwen2.5-coder-32b (about 59.6 GiB) do not fit GPU 0: 0.92 of its 48.0 GiB is theirs "
+        "(vllm_gpu_memory_utilization 0.92), with room left for their KV caches; split a model over more GPUs "
+        "(tensor_parallel_size), give the servers GPUs of their own (gpus), serve a quantised checkpoint, or "
+        "declare gpu_memory_utilization to overrule the estimate (2 bytes per parameter of the size in the name)"]
+    models = [{**hostvars["vllm_models"][0], "tensor_parallel_size": 2}, hostvars["vllm_models"][1]]
+    plan = GPU.memory_plan(models, "linux_cuda", gpus, 0.92, 0, [], [61035, 0])
+    assert plan["errors"] == [] and _shares(plan) == {"qwen2.5-coder-32b": ([0, 1], 0.77), "bge-reranker": ([0], 0.14)}

@@ -4,8 +4,9 @@
   wheels) and the driver version llm_host's probe read from nvidia-smi, the build to install, its
   requirement and the torch backend of the same CUDA version; or why none fits.
 - memory_plan: which GPUs each server uses and its gpu_memory_utilization (servers sharing a GPU split
-  vllm_gpu_memory_utilization evenly unless an entry declares its own), or on CPU and macOS hosts each
-  server's KV cache in GiB, sized from the host's RAM after the other services' needs.
+  vllm_gpu_memory_utilization: each its weights' part of the GPU, where both are known, and an even part
+  of the rest; an entry's own value counts first), or on CPU and macOS hosts each server's KV cache in
+  GiB, sized from the host's RAM after the other services' needs.
 
 In Python so the decisions are unit-tested (tests/test_vllm_gpu.py, tests/test_vllm_cuda_resolution.py).
 """
@@ -115,9 +116,12 @@ def _devices(entry: Mapping[str, Any]) -> list[int]:
     return list(range(size if isinstance(size, int) and size > 0 else 1))
 
 
-def _gpu_plan(models: list[Mapping[str, Any]], host_gpus: list[Any], budget: float) -> dict[str, Any]:
+def _gpu_plan(models: list[Mapping[str, Any]], host_gpus: list[Any], budget: float,
+              weights_mb: list[Any]) -> dict[str, Any]:
     errors: list[str] = []
-    known = sorted({g["index"] for g in host_gpus if isinstance(g, Mapping) and isinstance(g.get("index"), int)})
+    memory = {g["index"]: int(g.get("vram_mb") or 0) for g in host_gpus
+              if isinstance(g, Mapping) and isinstance(g.get("index"), int)}
+    known = sorted(memory)
     servers = []
     for index, entry in enumerate(models):
         label, devices = _label(index, entry), _devices(entry)
@@ -132,19 +136,26 @@ def _gpu_plan(models: list[Mapping[str, Any]], host_gpus: list[Any], budget: flo
         elif "gpus" not in entry and known and isinstance(size, int) and size > len(known):
             errors.append(f"{label}: tensor_parallel_size {size} needs {size} GPUs, and this host has {len(known)}; "
                           "lower tensor_parallel_size")
+        parts = size if isinstance(size, int) and size > 0 else 1
         servers.append({"name": entry.get("name"), "label": label, "devices": devices,
-                        "declared": entry.get("gpu_memory_utilization")})
-    # Per GPU: the servers on it, what the declared shares take, and what is left for the others.
+                        "declared": entry.get("gpu_memory_utilization"),
+                        # Its weights on each of its GPUs: tensor parallelism splits them.
+                        "weights_mb": int(weights_mb[index] or 0) // parts})
+    # Per GPU: the servers on it and what the declared shares take. The others get their weights'
+    # part of the GPU (when its memory and their size are known) and an even part of what is left.
     per_device: dict[int, list[dict[str, Any]]] = {}
     for server in servers:
         for device in server["devices"]:
             per_device.setdefault(device, []).append(server)
-    left: dict[int, float] = {}
+    part: dict[tuple[int, str], float] = {}
     for device, on_it in sorted(per_device.items()):
         declared = [s for s in on_it if s["declared"] is not None]
         others = [s for s in on_it if s["declared"] is None]
         total = round(sum(float(s["declared"]) for s in declared), 4)
         names = " and ".join(f"{s['name']} ({s['declared']})" for s in declared)
+        vram = memory.get(device, 0)
+        weights = {s["name"]: s["weights_mb"] / vram if vram else 0.0 for s in others}
+        left = budget - total - sum(weights.values())
         if total > 1:
             errors.append(f"vllm: GPU {device} is promised {total:g} of its memory: the gpu_memory_utilization of "
                           f"{names} add up to more than the whole GPU; lower them so they add up to 1 or less, or "
@@ -154,12 +165,21 @@ def _gpu_plan(models: list[Mapping[str, Any]], host_gpus: list[Any], budget: flo
                           f"vllm_gpu_memory_utilization ({budget:g}) for {', '.join(s['name'] for s in others)}; "
                           "give those their own gpu_memory_utilization, lower the others', or move them to "
                           "another GPU with gpus")
-        left[device] = (budget - total) / len(others) if others else budget
+        elif others and left < 0.01 * len(others):
+            sizes = " and ".join(f"{s['name']} (about {s['weights_mb'] / 1024:.1f} GiB)" for s in others if s["weights_mb"])
+            errors.append(f"vllm: the weights of {sizes} do not fit GPU {device}: {budget - total:.2f} of its "
+                          f"{vram / 1024:.1f} GiB is theirs (vllm_gpu_memory_utilization {budget:g}"
+                          f"{' less the declared shares' if declared else ''}), with room left for their KV caches; "
+                          "split a model over more GPUs (tensor_parallel_size), give the servers GPUs of their own "
+                          "(gpus), serve a quantised checkpoint, or declare gpu_memory_utilization to overrule "
+                          "the estimate (2 bytes per parameter of the size in the name)")
+        for server in others:
+            part[(device, server["name"])] = weights[server["name"]] + max(left, 0.0) / len(others)
     for server in servers:
         if server["declared"] is not None:
             server["share"] = float(server["declared"])
         else:
-            server["share"] = max(0.01, _floor(min(left[d] for d in server["devices"])))
+            server["share"] = min(1.0, max(0.01, _floor(min(part[(d, server["name"])] for d in server["devices"]))))
     return {"servers": [{"name": s["name"], "devices": s["devices"], "share": s["share"],
                          "pinned": "gpus" in models[i]} for i, s in enumerate(servers)], "errors": errors}
 
@@ -226,10 +246,10 @@ def memory_plan(models: Any, host_type: str, gpus: Any = None, budget: float = 0
     entries = [e for e in models if isinstance(e, Mapping)] if isinstance(models, list) else []
     if not entries:
         return {"servers": [], "errors": []}
+    weights = [w for e, w in zip(models, list(weights_mb or []) + [0] * len(models)) if isinstance(e, Mapping)]
     if host_type in GPU_TYPES:
-        return _gpu_plan(entries, list(gpus or []), float(budget))
+        return _gpu_plan(entries, list(gpus or []), float(budget), weights)
     if host_type in CPU_TYPES:
-        weights = [w for e, w in zip(models, list(weights_mb or []) + [0] * len(models)) if isinstance(e, Mapping)]
         return _cpu_plan(entries, int(ram_mb or 0), list(reserved or []), weights)
     return {"servers": [], "errors": []}
 
