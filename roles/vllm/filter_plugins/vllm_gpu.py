@@ -75,6 +75,11 @@ def cuda_build(builds: Iterable[Mapping[str, Any]], version: str, gpus: Iterable
             result["error"] = (f"vllm: vllm_cuda is {choice!r}, and vLLM {version} is built for CUDA "
                                f"{', '.join(str(b['cuda']) for b in builds)}; set vllm_cuda to one of those or auto")
             return result
+        if driver and version_key(driver) < version_key(chosen["min_driver"]):
+            result["error"] = (f"vllm: vllm_cuda is {choice!r}, and CUDA {chosen['cuda']} needs the NVIDIA driver "
+                               f"{chosen['min_driver']} or newer, while this host has {driver}; upgrade the driver, "
+                               "or set vllm_cuda to auto (the newest build this driver runs)")
+            return result
         reason = "vllm_cuda"
     elif not driver:
         # A host type set in the inventory (no nvidia-smi answer): the release's default build.
