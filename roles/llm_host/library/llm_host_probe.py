@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -25,6 +26,13 @@ options:
     description: Name or path of the nvidia-smi binary.
     type: str
     default: nvidia-smi
+  pythons:
+    description:
+      - Interpreters whose major.minor version to report (C(pythons)), e.g. /usr/bin/python3 for the roles
+        that build virtualenvs on it. The one running this module is read without starting another.
+    type: list
+    elements: str
+    default: []
 author: llmfleet
 """
 
@@ -38,6 +46,7 @@ nvidia_smi_error: {description: why a present nvidia-smi gave no GPUs, type: str
 detected_type: {description: the host type, or "unsupported", type: str, returned: always}
 ram_mb: {description: "total memory in MiB, as the memtotal_mb fact (0 when it cannot be read)", type: int, returned: always}
 cpu_count: {description: logical CPUs of the machine, as the processor_vcpus fact, type: int, returned: always}
+pythons: {description: "per interpreter of I(pythons): version (major.minor, empty when it cannot run) and error", type: dict, returned: always}
 """
 
 NVIDIA_QUERY = "--query-gpu=index,name,memory.total,driver_version"
@@ -154,8 +163,28 @@ def _read(path: str) -> str:
         return ""
 
 
+PYTHON_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
+
+
+def python_version(path: str) -> dict[str, str]:
+    """An interpreter's major.minor version, or why there is none."""
+    try:
+        if os.path.realpath(path) == os.path.realpath(sys.executable):
+            return {"version": "%d.%d" % sys.version_info[:2], "error": ""}
+        proc = subprocess.run([path, "-c", PYTHON_VERSION], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"version": "", "error": str(exc)}
+    out = proc.stdout.strip()
+    if proc.returncode == 0 and out.replace(".", "").isdigit():
+        return {"version": out, "error": ""}
+    message = (proc.stderr or proc.stdout).strip().splitlines()
+    return {"version": "", "error": f"{path} exited {proc.returncode}: {message[-1] if message else 'no output'}"}
+
+
 def main() -> None:
-    module = AnsibleModule(argument_spec={"nvidia_smi": {"type": "str", "default": "nvidia-smi"}},
+    module = AnsibleModule(argument_spec={"nvidia_smi": {"type": "str", "default": "nvidia-smi"},
+                                          "pythons": {"type": "list", "elements": "str", "default": []}},
                            supports_check_mode=True)
     system = platform.system()
     arch = normalise_arch(platform.machine())
@@ -183,6 +212,7 @@ def main() -> None:
         detected_type=classify(system, arch, vendor),
         ram_mb=memory_mb(system),
         cpu_count=os.cpu_count() or 0,
+        pythons={path: python_version(path) for path in module.params["pythons"]},
     )
 
 

@@ -59,6 +59,16 @@ options:
   link:
     description: A link (the running version's C(current)) whose target to report as C(link_target).
     type: path
+  python:
+    description:
+      - The interpreter the virtualenv must be built on (what C(uv venv --python) got: its C(bin/python)
+        links to it), and I(python_version) its major.minor, read from C(pyvenv.cfg). One built on another
+        interpreter or version (the system's Python upgraded, the role now choosing a uv-managed one) is
+        not usable: it is made again. Unset, not compared.
+    type: str
+  python_version:
+    description: The major.minor version I(python) must have; unset or empty, not compared.
+    type: str
   state:
     description: C(inspected) or C(recorded).
     type: str
@@ -179,8 +189,26 @@ def read_marker(path: str) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) else None
 
 
+def built_on(venv: str) -> tuple[str, str]:
+    """The interpreter bin/python links to, and the major.minor version pyvenv.cfg records."""
+    try:
+        target = os.readlink(os.path.join(venv, "bin", "python"))
+    except OSError:
+        target = ""
+    version = ""
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg"), encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition("=")
+                if key.strip() in ("version_info", "version"):
+                    version = ".".join(value.strip().split(".")[:2])
+    except OSError:
+        pass
+    return target, version
+
+
 def inspect(venv: str, spec: dict[str, Any], package: str, version: str | None, entry_points: list[str],
-            marker_name: str) -> dict[str, Any]:
+            marker_name: str, wanted_python: str | None = None, wanted_version: str | None = None) -> dict[str, Any]:
     problems: list[str] = []
     python = os.path.join(venv, "bin", "python")
     python_ok = os.path.isfile(python) and os.access(python, os.X_OK)
@@ -188,6 +216,12 @@ def inspect(venv: str, spec: dict[str, Any], package: str, version: str | None, 
         problems.append(f"{venv} is missing")
     elif not python_ok:
         problems.append(f"its Python is missing or cannot run ({python} -> {os.path.realpath(python)})")
+    elif wanted_python:
+        target, found = built_on(venv)
+        if target != wanted_python or (wanted_version and found != wanted_version):
+            problems.append(f"it is built on {target or '?'} (Python {found or '?'}), not on {wanted_python}"
+                            + (f" (Python {wanted_version})" if wanted_version else ""))
+            python_ok = False
     held = distributions(venv) if os.path.isdir(venv) else {}
     installed = held.get(normalise(package))
     installed_version = installed[0] if installed else None
@@ -276,6 +310,8 @@ def main() -> None:
             "entry_points": {"type": "list", "elements": "str", "default": []},
             "marker": {"type": "str", "default": ".llmfleet-install.json"},
             "link": {"type": "path"},
+            "python": {"type": "str"},
+            "python_version": {"type": "str"},
             "state": {"type": "str", "choices": ["inspected", "recorded"], "default": "inspected"},
         },
         supports_check_mode=True,
@@ -290,7 +326,7 @@ def main() -> None:
             module.fail_json(msg=f"{params['path']} is missing: nothing to record")
         record(module, params["path"], spec, params["marker"])
     result = inspect(params["path"], spec, params["package"], params["version"], params["entry_points"],
-                     params["marker"])
+                     params["marker"], params["python"], params["python_version"])
     if params["link"]:
         result["link_target"] = os.readlink(params["link"]) if os.path.islink(params["link"]) else "none"
     module.exit_json(changed=False, **result)
