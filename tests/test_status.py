@@ -77,13 +77,16 @@ def test_each_vllm_server_shows_where_it_runs() -> None:
               "vllm_servers": [
                   '/etc/vllm/coder.env:LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-32B-Instruct --port 8000 '
                   '--gpu-memory-utilization 0.46 --enable-auto-tool-choice"',
-                  '/etc/vllm/rerank.env:LLMFLEET_VLLM_ARGS="--model BAAI/bge-reranker-v2-m3 --gpu-memory-utilization 0.92"',
+                  '/etc/vllm/rerank.env:LLMFLEET_VLLM_ARGS="--model BAAI/bge-reranker-v2-m3 '
+                  '--gpu-memory-utilization 0.92"',
                   '/etc/vllm/rerank.env:CUDA_VISIBLE_DEVICES="1"',
-                  '/etc/vllm/big.env:LLMFLEET_VLLM_ARGS="--model m --tensor-parallel-size 2 --gpu-memory-utilization 0.46"']}
+                  '/etc/vllm/big.env:LLMFLEET_VLLM_ARGS="--model m --tensor-parallel-size 2 '
+                  '--gpu-memory-utilization 0.46"']}
     rows = status_rows({"team-gpu": server})
     assert ("team-gpu", "vllm", "vllm@big: running on GPUs 0,1 (0.46), vllm@coder: running on GPU 0 (0.46), "
             "vllm@rerank: running on GPU 1 (0.92)", "0.33.0", "0.33.0", "") in rows
     laptop = {**SERVER, "services": {"vllm@tiny": "failed"},
               "vllm_servers": ['/etc/vllm/tiny.env:LLMFLEET_VLLM_ARGS="--model /srv/tiny --dtype float32"',
                                '/etc/vllm/tiny.env:VLLM_CPU_KVCACHE_SPACE="4"']}
-    assert ("box", "vllm", "vllm@tiny: failed on CPU, KV cache 4 GiB", "0.33.0", "0.33.0", "not running") in status_rows({"box": laptop})
+    assert (("box", "vllm", "vllm@tiny: failed on CPU, KV cache 4 GiB", "0.33.0", "0.33.0", "not running")
+            in status_rows({"box": laptop}))

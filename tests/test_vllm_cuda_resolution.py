@@ -92,7 +92,8 @@ def test_arm64_hosts_get_the_aarch64_variant() -> None:
 
 def test_vllm_cuda_takes_a_build_of_the_release_or_names_them() -> None:
     assert _decide("0.25.1", "r590", choice="12.9")["torch_backend"] == "cu129"
-    assert "vllm_cuda is '12.6', and vLLM 0.25.1 is built for CUDA 13.0, 12.9" in _decide("0.25.1", "r590", "12.6")["error"]
+    assert ("vllm_cuda is '12.6', and vLLM 0.25.1 is built for CUDA 13.0, 12.9"
+            in _decide("0.25.1", "r590", "12.6")["error"])
     # A build the driver cannot run is refused all the same.
     assert ("vllm_cuda is '13.0', and CUDA 13.0 needs the NVIDIA driver 580.65.06 or newer, while this host has "
             "550.54.15") in _decide("0.25.1", "r550", "13.0")["error"]

@@ -136,7 +136,8 @@ def test_example_inventory_servers_fit_their_gpu(tmp_path: Path) -> None:
     # weights' part (about 61 GiB of 79.6) and half of the rest, the reranker (no size in its name) the
     # other half; together no more than vllm_gpu_memory_utilization.
     hostvars = _example()
-    gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "driver_version": "590.48.01"} for i in (0, 1)]
+    gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "driver_version": "590.48.01"}
+            for i in (0, 1)]
     out = render("render_role.yml", tmp_path, filters_of="vllm", role="vllm", system="Linux", architecture="x86_64",
                  items_var="_vllm_instances", item_templates=["etc/vllm/instance.env"],
                  llm_host_facts={"type": "linux_cuda", "gpus": gpus, "arch": "amd64", "ram_mb": 257000}, **hostvars)

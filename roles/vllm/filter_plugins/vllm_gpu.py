@@ -90,12 +90,14 @@ def cuda_build(builds: Iterable[Mapping[str, Any]], version: str, gpus: Iterable
             oldest = builds[-1]
             older = sorted(((version_key(v), v, b) for v, release in (table or {}).items()
                             for b in (release or {}).get("builds", []) if version_key(v)
-                            and version_key(driver) >= version_key(b["min_driver"])), reverse=True)
+                            and version_key(driver) >= version_key(b["min_driver"])),
+                           key=lambda item: item[0], reverse=True)
             pin = (f"or pin vllm_version: \"{older[0][1]}\", the newest release llmfleet knows a build of for this "
                    f"driver (CUDA {older[0][2]['cuda']})" if older else
                    "and no release llmfleet knows has a build for an older one")
+            comma = "," if older else ""
             result["error"] = (f"vllm: the NVIDIA driver {driver} is too old for every CUDA build of vLLM {version} "
-                               f"({needs}); upgrade the driver to {oldest['min_driver']} or newer{',' if older else ''} {pin}")
+                               f"({needs}); upgrade the driver to {oldest['min_driver']} or newer{comma} {pin}")
             return result
         chosen = fitting[0]
         reason = f"driver {driver} >= {chosen['min_driver']}"
@@ -171,7 +173,8 @@ def _gpu_plan(models: list[Mapping[str, Any]], host_gpus: list[Any], budget: flo
                           "give those their own gpu_memory_utilization, lower the others', or move them to "
                           "another GPU with gpus")
         elif others and left < 0.01 * len(others):
-            sizes = " and ".join(f"{s['name']} (about {s['weights_mb'] / 1024:.1f} GiB)" for s in others if s["weights_mb"])
+            sizes = " and ".join(f"{s['name']} (about {s['weights_mb'] / 1024:.1f} GiB)"
+                                 for s in others if s["weights_mb"])
             errors.append(f"vllm: the weights of {sizes} do not fit GPU {device}: {budget - total:.2f} of its "
                           f"{vram / 1024:.1f} GiB is theirs (vllm_gpu_memory_utilization {budget:g}"
                           f"{' less the declared shares' if declared else ''}), with room left for their KV caches; "
@@ -227,7 +230,8 @@ def _cpu_plan(models: list[Mapping[str, Any]], ram_mb: int, reserved: list[list[
                      sum(int(float(e["kv_cache_gb"]) * 1024) for e in declared)])
     pool_mb = ram_mb - sum(mb for _, mb in used)
     each = int(pool_mb // 1024 // len(others)) if others else 0
-    arithmetic = f"{ram_mb / 1024:.0f} GiB of RAM - " + " - ".join(f"{mb / 1024:.1f} GiB ({label})" for label, mb in used)
+    arithmetic = f"{ram_mb / 1024:.0f} GiB of RAM - " + " - ".join(f"{mb / 1024:.1f} GiB ({label})"
+                                                                  for label, mb in used)
     if others and each < 1:
         errors.append(f"vllm: the KV caches of {', '.join(str(e.get('name')) for e in others)} do not fit this host's "
                       f"memory: {arithmetic} leaves {pool_mb / 1024:.1f} GiB, less than 1 GiB each; serve fewer or "
@@ -245,8 +249,9 @@ def memory_plan(models: Any, host_type: str, gpus: Any = None, budget: float = 0
     """Each server's GPUs and memory share (GPU hosts) or KV cache (CPU and macOS hosts).
 
     `weights_mb` are the entries' weight sizes (vllm_host's vllm_model_size_mb, None or 0 when unknown),
-    in the order of `models`. {servers: [{name, devices, share, pinned} | {name, kv_cache_gb}], errors: [...]}. Entries that are not
-    valid mappings are left to model_errors; on other host types the plan is empty.
+    in the order of `models`. Returns {servers: [{name, devices, share, pinned} | {name, kv_cache_gb}],
+    errors: [...]}. Entries that are not valid mappings are left to model_errors; on other host types
+    the plan is empty.
     """
     entries = [e for e in models if isinstance(e, Mapping)] if isinstance(models, list) else []
     if not entries:
