@@ -190,8 +190,9 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     scenarios = scenario or PROJECT.scenarios()
     if not scenarios:
         return
+    # The images the scenarios name (bookworm; molecule/workstation's second host also trixie).
     with cli.stage("testbed", console):
-        testbed.prepare(PROJECT.root, log=console.print)
+        testbed.prepare(PROJECT.root, suites=testbed.scenario_suites(PROJECT.root, scenarios), log=console.print)
     env = testbed.test_env(PROJECT.root)
     _stages([(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name]) for name in scenarios], env)
 

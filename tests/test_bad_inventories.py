@@ -81,6 +81,9 @@ ROOM_B = shutil.disk_usage(ROOM.parent).free * 0.6 / 2e9  # billions of bf16 par
 R590 = ROOT / "tests/doubles/nvidia-smi-double-r590"
 R550 = ROOT / "molecule/llm_host/files/nvidia-smi-double"
 R470 = ROOT / "tests/doubles/nvidia-smi-double-r470"
+# issue 20: doubles of other distributions' system Python (llm_host_probe asks them their version).
+PY313 = ROOT / "tests/doubles/python3-double-3.13"
+PY310 = ROOT / "tests/doubles/python3-double-3.10"
 
 CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
@@ -350,6 +353,27 @@ CASES = [
     Case("vllm-kernels-index-without-scheme", "gpu_servers", {"vllm_kernels_index_url": "flashinfer.ai/whl"},
          ('vllm_kernels_index_url "flashinfer.ai/whl" is not an http(s):// or file:// URL', 'or to "" to skip'),
          host="vllm-settings-server"),
+    # issue 20: a Python that fits. The system's Python is a double (llm_host_system_python) where a case
+    # needs another version than this machine's 3.11: Debian 13's 3.13, Ubuntu 22.04's 3.10.
+    Case("managed-python-outside-the-range", "workstations",
+         {"llm_host_system_python": str(PY313), "llm_host_python_version": "3.13.5"},
+         ("open_webui: the system's " + str(PY313) + " is Python 3.13, which open-webui 0.12.4 does not support",
+          "llm_host_python_version is 3.13.5, which open-webui 0.12.4 does not support either",
+          "set llm_host_python_version to such a release", "nothing was changed")),
+    Case("managed-python-uv-cannot-download", "workstations",
+         {"llm_host_system_python": str(PY313), "llm_host_python_version": "3.12.99"},
+         ("uv 0.13.9 (llm_host_uv_version) cannot download CPython 3.12.99",
+          "set llm_host_python_version to one it can, e.g. 3.12.16")),
+    Case("managed-python-for-vllm-outside-the-range", "gpu_servers",
+         {"llm_host_system_python": str(PY310), "llm_host_python_version": "3.10.18", "vllm_enabled": True},
+         ("vllm: the system's " + str(PY310) + " is Python 3.10, which vllm 0.33.0 does not support",
+          "llm_host_python_version is 3.10.18, which vllm 0.33.0 does not support either")),
+    Case("vllm-python-unsupported-version", "gpu_servers", {"vllm_python": "3.10", "vllm_enabled": True},
+         ("vllm: vllm_python is 3.10; vLLM 0.33.0 supports Python 3.11 or 3.12 or 3.13 or 3.14",
+          "or leave it empty to let llmfleet choose")),
+    Case("open-webui-python-path-unsupported", "workstations", {"open_webui_python": str(PY313)},
+         ("open_webui: open-webui-python-path-unsupported needs " + str(PY313)
+          + " (open_webui_python) to be Python 3.11 or 3.12 (found: 3.13)", "Set open_webui_python to the path")),
     # issue 19: collisions across the inventory; each host of a pair names the other.
     Case("one-machine-two-inventory-names", "dev_laptops", {"ansible_host": "dev-box.lan"},
          ("one-machine-two-inventory-names and one-machine-under-another-name are one machine (dev-box.lan)",

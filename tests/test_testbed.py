@@ -131,3 +131,21 @@ def test_staging_again_keeps_the_mounted_directory(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "wheels"], "no staging leftovers"
     testbed.stage_host_pip({"find-links": str(wheels), "default-timeout": "60"}, out)
     assert "default-timeout = 60" in (out / "pip.conf").read_text()
+
+
+def test_scenarios_name_the_suites_to_build(tmp_path: Path) -> None:
+    (tmp_path / ".config/molecule").mkdir(parents=True)
+    (tmp_path / ".config/molecule/config.yml").write_text(
+        "platforms:\n  - name: instance\n    image: localhost/llmfleet-testbed:bookworm\n")
+    for name, images in {"plain": None, "two": ["bookworm", "trixie"], "other": ["registry.example/x:1"]}.items():
+        (tmp_path / "molecule" / name).mkdir(parents=True)
+        platforms = "".join(f"  - name: h{i}\n    image: {image if ':' in image and '/' in image else 'localhost/llmfleet-testbed:' + image}\n"
+                            for i, image in enumerate(images or []))
+        (tmp_path / "molecule" / name / "molecule.yml").write_text(f"platforms:\n{platforms}" if images else "scenario: {}\n")
+    assert testbed.scenario_suites(tmp_path, ["plain"]) == ["bookworm"]
+    assert testbed.scenario_suites(tmp_path, ["plain", "two"]) == ["bookworm", "trixie"]
+    assert testbed.scenario_suites(tmp_path, ["other"]) == []
+    # The project's own: the workstation scenario's trixie host, everything else bookworm.
+    root = Path(__file__).resolve().parents[1]
+    assert testbed.scenario_suites(root, ["ollama"]) == ["bookworm"]
+    assert testbed.scenario_suites(root, ["workstation"]) == ["bookworm", "trixie"]

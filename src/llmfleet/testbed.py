@@ -364,6 +364,31 @@ def _link_tree(source: Path, dest: Path) -> None:
         shutil.copytree(source, dest)
 
 
+def scenario_suites(project_root: Path, scenarios: Iterable[str]) -> list[str]:
+    """The Debian suites whose testbed images the scenarios' platforms name (the base config's
+    bookworm for a scenario that names none), in first-use order: a suite is built only when a
+    scenario that runs needs it."""
+    import yaml  # a dependency of molecule and ansible, present wherever scenarios run
+
+    def suites_of(config: Path) -> list[str] | None:
+        """The suites of the file's platforms; None when it lists no platforms (molecule takes the base's)."""
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        platforms = (data or {}).get("platforms")
+        if not platforms:
+            return None
+        images = [str(platform.get("image", "")) for platform in platforms]
+        return [image.split(":", 1)[1] for image in images if image.startswith(f"{IMAGE_REPOSITORY}:")]
+
+    default = suites_of(project_root / ".config" / "molecule" / "config.yml") or ["bookworm"]
+    found: list[str] = []
+    for name in scenarios:
+        own = suites_of(project_root / "molecule" / name / "molecule.yml")
+        for suite in default if own is None else own:
+            if suite not in found:
+                found.append(suite)
+    return found
+
+
 def prepare(project_root: Path, suites: Iterable[str] = ("bookworm",), force: bool = False,
             log: Log = print) -> list[str]:
     """Everything `molecule test` needs: host packages, cache directories, pip settings, images."""

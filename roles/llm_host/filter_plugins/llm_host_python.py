@@ -40,7 +40,8 @@ def python_choice(wanted: Any, role: str, supported: list[str], facts: Mapping[s
 
     wanted: the role's `<role>_python` ("" lets this decide). supported: the major.minor versions the
     pinned release supports. facts: llm_host_facts (system, arch, pythons: path -> {version, error}).
-    managed: {version (llm_host_python_version), install_dir, mirror, uv_version, downloads: the
+    managed: {system_python (llm_host_system_python, default /usr/bin/python3), version
+    (llm_host_python_version), install_dir, mirror, uv_version, downloads: the
     versions the pinned uv can download by minor ({"3.12": [0, 1, ...]}, or None when the role has no
     table for that uv), package (what the role installs, for the messages)}.
 
@@ -66,7 +67,7 @@ def python_choice(wanted: Any, role: str, supported: list[str], facts: Mapping[s
                       reason=f"macOS: a uv-managed CPython {darwin_default} (the system's is not used)")
         return choice
 
-    system_path = "/usr/bin/python3"
+    system_path = str(managed.get("system_python") or "/usr/bin/python3")
     probed = (facts.get("pythons") or {}).get(system_path) or {}
     found = str(probed.get("version") or "")
     if found and found in supported:
