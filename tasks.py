@@ -184,8 +184,10 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     if lint:
         steps += _LINT_STEPS
     if unit:
-        # --durations: the slowest tests in every CI log, where CI time is spent.
-        steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q", "--durations=15"]))
+        # On every core, one test file per worker (a module's fixtures run once: the bad-inventory
+        # run); --durations: the slowest tests in every CI log, where CI time is spent.
+        steps.append(("pytest", [cli.venv_tool("python"), "-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile",
+                                 "--durations=15"]))
     _stages(steps)
     scenarios = scenario or PROJECT.scenarios()
     if not scenarios:
