@@ -11,7 +11,7 @@ from collections.abc import Callable
 from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
-from llmfleet import cli, testbed
+from llmfleet import cli, lanes, testbed
 from llmfleet import docs as llmdocs
 from llmfleet import ee as llmee
 from llmfleet.project import Project
@@ -26,6 +26,9 @@ _HELP = {
     "playbook": "Playbook name in playbooks/ or a path (default: site).",
     "ask_become_pass": "Ask for the sudo password (or read $LLMFLEET_BECOME_PASSWORD); never on disk or argv.",
 }
+# The longest scenarios (about 20, 15 and 10 minutes here), started first so that the lanes of
+# `invoke test` end close together; the others follow in name order.
+_HEAVY_SCENARIOS = ("fleet", "workstation", "vllm")
 _LINT_STEPS = [
     ("yamllint", [cli.venv_tool("yamllint"), "--strict", "."]),
     ("ansible-lint", [cli.venv_tool("ansible-lint")]),
@@ -176,9 +179,10 @@ def testbed_(c: Context, suite: list[str] | None = None, force: bool = False) ->
     iterable=["scenario"],
     help={"scenario": "Molecule scenario to run (repeatable; default: all of molecule/*).",
           "lint": "Run the linters first (default: yes).",
-          "unit": "Run the Python unit tests (default: yes)."},
+          "unit": "Run the Python unit tests (default: yes).",
+          "jobs": "Scenarios run side by side (default 2; 1 runs them one after another, output live)."},
 )
-def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit: bool = True) -> None:
+def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit: bool = True, jobs: int = 2) -> None:
     """Everything CI runs: lint, unit tests, then each molecule scenario in containers."""
     steps = []
     if lint:
@@ -196,7 +200,17 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
     with cli.stage("testbed", console):
         testbed.prepare(PROJECT.root, suites=testbed.scenario_suites(PROJECT.root, scenarios), log=console.print)
     env = testbed.test_env(PROJECT.root)
-    _stages([(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name]) for name in scenarios], env)
+    steps = [(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name])
+             for name in lanes.heaviest_first(scenarios, _HEAVY_SCENARIOS)]
+    if jobs <= 1 or len(steps) == 1:
+        _stages(steps, env)
+        return
+    outcomes = lanes.run_lanes([lanes.Stage(name, argv) for name, argv in steps], jobs=jobs, cwd=PROJECT.root,
+                               logs=PROJECT.root / ".cache" / "test-logs", console=console, env=env)
+    failed = [o.name for o in outcomes if o.returncode]
+    skipped = [name for name, _ in steps if name not in {o.name for o in outcomes}]
+    if failed:
+        raise Exit(f"{', '.join(failed)} failed" + (f"; not started: {', '.join(skipped)}" if skipped else ""), code=1)
 
 
 @task(
