@@ -17,6 +17,7 @@ from rich.console import Console
 
 from llmfleet.drift import drift_exit, render_drift
 from llmfleet.errors import UsageError
+from llmfleet.lanes import tool_environment
 from llmfleet.progress import make_reporter
 from llmfleet.project import Project
 from llmfleet.report import ExitCode, RunResult, render_exit, render_summary
@@ -177,11 +178,7 @@ def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None)
     The interpreter's own bin directory leads PATH: molecule and ansible-lint call ansible-* tools
     by name, and the venv need not be activated.
     """
-    merged = {**os.environ, **(env or {})}
-    bindir = str(Path(sys.executable).parent)
-    if merged.get("PATH", "").split(os.pathsep)[0] != bindir:
-        merged["PATH"] = os.pathsep.join(filter(None, [bindir, merged.get("PATH")]))
-    subprocess.run(list(argv), cwd=cwd, env=merged, check=True)
+    subprocess.run(list(argv), cwd=cwd, env=tool_environment(env), check=True)
 
 
 def venv_tool(name: str) -> str:

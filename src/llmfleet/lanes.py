@@ -43,7 +43,9 @@ def heaviest_first(names: Sequence[str], heavy: Sequence[str]) -> list[str]:
     return [n for n in heavy if n in names] + [n for n in names if n not in heavy]
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+def tool_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `env`, with this interpreter's bin directory leading PATH:
+    molecule and ansible-lint call ansible-* tools by name, and the venv need not be activated."""
     merged = {**os.environ, **(env or {})}
     bindir = str(Path(sys.executable).parent)
     if merged.get("PATH", "").split(os.pathsep)[0] != bindir:
@@ -65,7 +67,7 @@ def run_lanes(stages: Sequence[Stage], *, jobs: int, cwd: Path, logs: Path, cons
     outcomes: list[Outcome] = []
     failed = threading.Event()
     printing = threading.Lock()
-    merged = _environment(env)
+    merged = tool_environment(env)
 
     def lane() -> None:
         while not failed.is_set():
