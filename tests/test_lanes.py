@@ -63,3 +63,25 @@ def test_a_console_on_another_stream_still_gets_the_markers(tmp_path: Path) -> N
     outcomes = lanes.run_lanes([_stage("x")], jobs=2, cwd=tmp_path, logs=tmp_path / "logs",
                                console=Console(file=buffer, width=200, color_system=None))
     assert outcomes[0].returncode == 0 and "==> x" in buffer.getvalue() and "<== x: " in buffer.getvalue()
+
+
+def test_a_failure_is_digested_after_every_lane_ended(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The failing stage ends first and a slow one prints after it; the run's last lines still say
+    # which task failed and why.
+    fail = ("import sys\nprint('TASK [Wait for the API]')\nprint('\\x1b[31mfatal: [fleet-server]: FAILED! => "
+            "timed out\\x1b[0m')\nprint('detail one')\nfor i in range(200):\n    print('noise', i)\nsys.exit(2)\n")
+    outcomes, out = _run([lanes.Stage("bad", [sys.executable, "-c", fail]), _stage("slow", sleep=1.0, lines=50)],
+                         2, tmp_path, capfd)
+    assert {o.name: o.returncode for o in outcomes} == {"bad": 2, "slow": 0}
+    tail = out[out.index("<== slow"):]
+    assert "=== why bad failed" in tail
+    assert "fatal: [fleet-server]: FAILED! => timed out" in tail and "\x1b[31m" not in tail
+    assert "detail one" in tail and "noise 199" in tail and "noise 100" not in tail
+
+
+def test_the_digest_keeps_error_context_and_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("\n".join(["start", "ok", "fatal: [h]: FAILED! => boom", "after", *[f"l{i}" for i in range(50)]]))
+    digest = lanes.failure_digest(log, context=1, tail=3)
+    assert digest[:2] == ["fatal: [h]: FAILED! => boom", "after"]
+    assert digest[-3:] == ["l47", "l48", "l49"] and "l10" not in digest

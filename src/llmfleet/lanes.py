@@ -4,7 +4,9 @@
 (the heaviest first, so the lanes end close together), runs it with its output in a log file, and
 when it ends prints that output whole between the stage's `==>` and `<==` lines, so a CI log reads
 as if the stages had run one after another. Once a stage fails no new one starts; the ones running
-finish and are printed. Most of a scenario's time is waiting (model loads, health checks, package
+finish and are printed. A failed stage's log is long and another lane may print after it, so
+the run ends with a digest of each failure (its error lines and its last lines), where a CI log's
+tail shows it. Most of a scenario's time is waiting (model loads, health checks, package
 downloads), which is why two lanes on two cores end sooner than one.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -41,6 +44,33 @@ class Outcome:
 def heaviest_first(names: Sequence[str], heavy: Sequence[str]) -> list[str]:
     """`names` with those listed in `heavy` first, in that order; the others after, as given."""
     return [n for n in heavy if n in names] + [n for n in names if n not in heavy]
+
+
+_ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+# What Ansible, molecule and pytest print when something fails.
+_FAILURE = re.compile(rb"fatal:|FAILED!|failed=[1-9]|\bERROR\b|Traceback|AssertionError|^E\s")
+
+
+def failure_digest(log: Path, *, context: int = 6, limit: int = 120, tail: int = 20) -> list[str]:
+    """The lines of `log` that say why a stage failed, without colours: each error line with the
+    `context` lines after it (at most `limit` lines in all), then the log's last `tail` lines."""
+    lines = [_ANSI.sub(b"", raw).decode("utf-8", "replace").rstrip() for raw in log.read_bytes().splitlines()]
+    chosen: list[int] = []
+    for number, line in enumerate(lines):
+        if _FAILURE.search(line.encode()):
+            chosen.extend(range(number, min(number + context + 1, len(lines))))
+    picked = sorted(set(chosen))[:limit]
+    digest: list[str] = []
+    previous = -2
+    for number in picked:
+        if number != previous + 1 and digest:
+            digest.append("  ...")
+        digest.append(lines[number])
+        previous = number
+    last = [lines[n] for n in range(max(0, len(lines) - tail), len(lines)) if n not in set(picked)]
+    if last:
+        digest += ["  ... (the log's last lines)", *last]
+    return digest
 
 
 def tool_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -103,4 +133,9 @@ def run_lanes(stages: Sequence[Stage], *, jobs: int, cwd: Path, logs: Path, cons
         thread.start()
     for thread in threads:
         thread.join()
+    for outcome in outcomes:
+        if outcome.returncode:
+            console.print(f"[bold red]=== why {escape(outcome.name)} failed (digest of {outcome.log}) ===[/bold red]")
+            for line in failure_digest(outcome.log):
+                console.print(escape(line), highlight=False, soft_wrap=True)
     return outcomes
