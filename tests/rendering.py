@@ -1,8 +1,8 @@
 """Render a role's templates with Ansible itself, for the tests that check files we cannot deploy here.
 
 Each tests/playbooks/render_*.yml loads a role's defaults and vars, pretends to be the target OS and
-writes the templates into `out_dir`; this runs one with the project's ansible.cfg and the role's
-filter plugins.
+writes the templates into `out_dir`; this runs one with the project's ansible.cfg, which finds the
+collection's filters in the checkout.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def render(playbook: str, out_dir: Path, filters_of: str | None = None, **extravars: Any) -> Path:
+def render(playbook: str, out_dir: Path, **extravars: Any) -> Path:
     """Run tests/playbooks/<playbook> with `out_dir` and `extravars`; return `out_dir`."""
     bindir = Path(sys.executable).parent
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if filters_of:
-        env["ANSIBLE_FILTER_PLUGINS"] = str(ROOT / "roles" / filters_of / "filter_plugins")
     subprocess.run(
         [str(bindir / "ansible-playbook"), "-i", "localhost,", str(ROOT / "tests/playbooks" / playbook),
          "-e", json.dumps({"out_dir": str(out_dir), **extravars})],

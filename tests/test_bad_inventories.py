@@ -175,7 +175,7 @@ CASES = [
          ("the team server served-team-gpu's vLLM server at http://team-gpu.lan:8000/v1 serves 'coder', not "
           "'Qwen/Qwen2.5-Coder-1.5B-Instruct'", "set model: coder"),
          extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
-    # issue 19: names and types (roles/llm_host/filter_plugins/llm_host_inventory.py)
+    # issue 19: names and types (plugins/filter/llm_host_inventory.py)
     Case("misspelled-name-with-prefix", "dev_laptops", {"continue_user": ["root"]},
          ("continue_user is not a setting of any llmfleet role; did you mean continue_users?",
           "llm_host_own_variables"), host="names-types-laptop"),
@@ -504,7 +504,7 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
 
 
 def _filters(role: str, module: str) -> Any:
-    return load_module(f"roles/{role}/filter_plugins/{module}.py")
+    return load_module(f"plugins/filter/{module}.py")
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-coder:7b", "hf.co/org/repo:Q4_K_M", "registry.local:5000/team/coder:v2",

@@ -14,7 +14,7 @@ from _modules import load_module
 
 @pytest.fixture(scope="module")
 def accounts() -> ModuleType:
-    return load_module("roles/continue/library/continue_accounts.py")
+    return load_module("plugins/modules/continue_accounts.py")
 
 
 def fake_passwd(entries: dict[str, tuple[int, int, str]]) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from _modules import load_module
 
-cc = load_module("roles/continue/filter_plugins/continue_config.py")
+cc = load_module("plugins/filter/continue_config.py")
 
 CHOICES = {"large": "qwen2.5-coder:7b-base", "small": "qwen2.5-coder:1.5b-base"}
 THRESHOLDS = {"linux_cuda": 8192, "linux_rocm": 8192, "macos_arm64": 16384, "linux_cpu": 32768}

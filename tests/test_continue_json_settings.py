@@ -23,7 +23,7 @@ CONTINUE = {"sharedConfig": {"allowAnonymousTelemetry": False}}
 
 @pytest.fixture(scope="module")
 def jsonmod() -> ModuleType:
-    return load_module("roles/continue/library/continue_json_settings.py")
+    return load_module("plugins/modules/continue_json_settings.py")
 
 
 # A developer's settings.json as VS Code lets people write it: comments, a trailing comma, URLs.

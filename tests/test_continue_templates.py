@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR = ROOT / "molecule/continue/files/validate-config.mjs"
 CONFIG_YAML_PACKAGE = "@continuedev/config-yaml@1.42.0"
 
-cc = load_module("roles/continue/filter_plugins/continue_config.py")
-_llm_host_team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
+cc = load_module("plugins/filter/continue_config.py")
+_llm_host_team = load_module("plugins/filter/llm_host_team.py")
 
 TEAM_USER = {
     "name": "bob",
@@ -40,7 +40,7 @@ TEAM_USER = {
 
 
 def _render(tmp_path: Path, **extra: Any) -> Path:
-    return render("render_continue.yml", tmp_path, filters_of="continue", **extra)
+    return render("render_continue.yml", tmp_path, **extra)
 
 
 @pytest.fixture(scope="session")

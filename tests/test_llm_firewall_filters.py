@@ -12,7 +12,7 @@ import pytest
 from _modules import load_module
 from rendering import render
 
-fw = load_module("roles/llm_firewall/filter_plugins/llm_firewall_rules.py")
+fw = load_module("plugins/filter/llm_firewall_rules.py")
 
 
 def test_good_inputs_have_no_errors() -> None:
@@ -75,7 +75,7 @@ def test_ports_are_sorted_and_unique() -> None:
 
 
 def _render(tmp_path: Path, **extra: object) -> Path:
-    return render("render_role.yml", tmp_path, filters_of="llm_firewall", **{
+    return render("render_role.yml", tmp_path, **{
         "role": "llm_firewall", "system": "Linux", "architecture": "x86_64",
         "templates": ["etc/llmfleet/firewall.nft", "etc/systemd/system/llmfleet-firewall.service"], **extra})
 

@@ -19,17 +19,17 @@ GIB = 1024
 
 @pytest.fixture(scope="module")
 def disk() -> ModuleType:
-    return load_module("roles/llm_host/library/llm_host_storage.py")
+    return load_module("plugins/modules/llm_host_storage.py")
 
 
 @pytest.fixture(scope="module")
 def ollama() -> ModuleType:
-    return load_module("roles/ollama/filter_plugins/ollama_disk.py")
+    return load_module("plugins/filter/ollama_disk.py")
 
 
 @pytest.fixture(scope="module")
 def vllm() -> ModuleType:
-    return load_module("roles/vllm/filter_plugins/vllm_host.py")
+    return load_module("plugins/filter/vllm_host.py")
 
 
 def _missing(label: str, need_mb: int | None, device: int = 1, free_mb: int = 100 * GIB, **extra: object) -> dict:

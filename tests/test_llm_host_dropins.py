@@ -30,7 +30,7 @@ WantedBy=multi-user.target
 
 @pytest.fixture()
 def mod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    module = load_module("roles/llm_host/library/llm_host_dropins.py")
+    module = load_module("plugins/modules/llm_host_dropins.py")
     monkeypatch.setattr(module, "ADMIN_ROOTS", (str(tmp_path / "etc"), str(tmp_path / "run")))
     return module
 

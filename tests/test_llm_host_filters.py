@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from _modules import load_module
 
-team = load_module("roles/llm_host/filter_plugins/llm_host_team.py")
+team = load_module("plugins/filter/llm_host_team.py")
 # The continue role checks its developers' models against what llm_host publishes of the server.
-cc = load_module("roles/continue/filter_plugins/continue_config.py")
+cc = load_module("plugins/filter/continue_config.py")
 
 SERVER = {
     "llm_host_expose": True,

@@ -1,4 +1,4 @@
-"""The inventory check of names and types (roles/llm_host/filter_plugins/llm_host_inventory.py).
+"""The inventory check of names and types (plugins/filter/llm_host_inventory.py).
 
 The bad-inventory cases run it through the real preflight (tests/test_bad_inventories.py); these tests
 pin its rules one by one, and run it over the project's own inventories, which must pass.
@@ -18,7 +18,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultSecret
 from ansible.vars.manager import VariableManager
 
-inv = load_module("roles/llm_host/filter_plugins/llm_host_inventory.py")
+inv = load_module("plugins/filter/llm_host_inventory.py")
 
 
 def problems(**host_vars: Any) -> list[str]:

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from _modules import load_module
 
-MODULE_PATH = "roles/llm_host/library/llm_host_lock.py"
+MODULE_PATH = "plugins/modules/llm_host_lock.py"
 OWNER = {"controller": "admin-laptop", "user": "alice", "play": "Team server", "mode": "apply"}
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def paths_module() -> ModuleType:
-    return load_module("roles/llm_host/library/llm_host_paths.py")
+    return load_module("plugins/modules/llm_host_paths.py")
 
 
 def _run(paths: list[dict[str, Any]], *flags: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from _modules import load_module
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    return load_module("roles/llm_host/library/llm_host_probe.py")
+    return load_module("plugins/modules/llm_host_probe.py")
 
 
 def test_parses_nvidia_smi_csv(probe: ModuleType) -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from _modules import ROOT, load_module
 
-py = load_module("roles/llm_host/filter_plugins/llm_host_python.py")
+py = load_module("plugins/filter/llm_host_python.py")
 
 OPEN_WEBUI = ["3.11", "3.12"]
 UV_PYTHONS = yaml.safe_load((ROOT / "roles/llm_host/vars/main.yml").read_text())["_llm_host_uv_pythons"]

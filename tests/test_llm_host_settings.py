@@ -1,4 +1,4 @@
-"""The settings checks the roles' preflights share (llm_host's filter_plugins/llm_host_settings.py), and
+"""The settings checks the roles' preflights share (llm_host's plugins/filter/llm_host_settings.py), and
 the maps of what each role writes into its service's environment."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 from _modules import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
-hs = load_module("roles/llm_host/filter_plugins/llm_host_settings.py")
+hs = load_module("plugins/filter/llm_host_settings.py")
 
 
 @pytest.mark.parametrize("name", ["team-gpu.lan", "team-gpu", "gpu_01.lan.", "10.0.0.5", "fd00::5", "localhost"])

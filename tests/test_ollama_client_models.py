@@ -19,9 +19,9 @@ import yaml
 from _modules import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
-om = load_module("roles/ollama/filter_plugins/ollama_models.py")
-cc = load_module("roles/continue/filter_plugins/continue_config.py")
-ow = load_module("roles/open_webui/filter_plugins/open_webui_env.py")
+om = load_module("plugins/filter/ollama_models.py")
+cc = load_module("plugins/filter/continue_config.py")
+ow = load_module("plugins/filter/open_webui_env.py")
 
 # A CPU machine with 16 GB: Continue's "auto" autocomplete picks the small base model there.
 FACTS = {"type": "linux_cpu", "ram_mb": 16384, "vram_mb": 0, "gpus": [], "arch": "x86_64"}

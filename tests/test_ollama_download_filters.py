@@ -7,7 +7,7 @@ import pytest
 
 from _modules import load_module
 
-od = load_module("roles/ollama/filter_plugins/ollama_download.py")
+od = load_module("plugins/filter/ollama_download.py")
 
 URL = "http://mirror/v0.1.2/ollama-linux-amd64.tar.zst"
 

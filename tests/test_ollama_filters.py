@@ -7,7 +7,7 @@ import pytest
 
 from _modules import load_module
 
-om = load_module("roles/ollama/filter_plugins/ollama_models.py")
+om = load_module("plugins/filter/ollama_models.py")
 
 
 @pytest.mark.parametrize(("given", "listed"), [

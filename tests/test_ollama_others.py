@@ -1,4 +1,4 @@
-"""roles/ollama/library/ollama_others.py: which Ollama on a Mac is not the role's own, and what the role stops.
+"""plugins/modules/ollama_others.py: which Ollama on a Mac is not the role's own, and what the role stops.
 
 No Mac here: the inputs are outputs of lsof, ps and launchctl written from their documented formats
 (tests/fixtures/macos/, each file says so in its `#@` header), fed to the module's parsers and to its
@@ -25,7 +25,7 @@ MODELS = "/Users/alice/.ollama/models"
 
 @pytest.fixture(scope="module")
 def others() -> ModuleType:
-    return load_module("roles/ollama/library/ollama_others.py")
+    return load_module("plugins/modules/ollama_others.py")
 
 
 def recorded(name: str) -> str:
@@ -263,14 +263,14 @@ def test_the_module_reports_in_check_mode_and_fails_when_the_port_stays_taken(tm
         script.chmod(0o755)
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "ANSIBLE_LIBRARY": str(ROOT / "roles/ollama/library"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STRATEGY": "linear", "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     args = json.dumps({"port": 11434, "own_label": "com.llmfleet.ollama", "users": [], "models_path": MODELS, "wait": 1})
 
     def run(*extra: str) -> dict[str, Any]:
         done = subprocess.run(
-            [str(venv_bin / "ansible"), "localhost", "-c", "local", "-m", "ollama_others", "-a", args, *extra],
+            [str(venv_bin / "ansible"), "localhost", "-c", "local", "-m", "llmfleet.llmfleet.ollama_others", "-a", args, *extra],
             env=env, capture_output=True, text=True, cwd=tmp_path,
         )
         return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]

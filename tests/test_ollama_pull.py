@@ -1,4 +1,4 @@
-"""roles/ollama/library/ollama_pull.py against a small scripted HTTP server.
+"""plugins/modules/ollama_pull.py against a small scripted HTTP server.
 
 The server answers each model's pulls from a script (status, body, delay per attempt), so the tests
 check what the module sends, which failures it retries, that pulls run in parallel, and its message.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from _modules import load_module
 
-pullmod = load_module("roles/ollama/library/ollama_pull.py")
+pullmod = load_module("plugins/modules/ollama_pull.py")
 
 
 class Script:

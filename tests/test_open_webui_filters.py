@@ -9,7 +9,7 @@ import pytest
 
 from _modules import load_module
 
-ow = load_module("roles/open_webui/filter_plugins/open_webui_env.py")
+ow = load_module("plugins/filter/open_webui_env.py")
 
 TRICKY = {"A": 'say "hi" \\ $HOME `x`', "B": "it's", "C": True, "D": 3, "E": None}
 

@@ -22,7 +22,7 @@ SECRETS = "etc/open-webui/secrets.env"
 
 
 def _render(tmp_path: Path, system: str, templates: list[str], host_type: str = "linux_cpu", **extra: object) -> Path:
-    return render("render_open_webui.yml", tmp_path, filters_of="open_webui", system=system,
+    return render("render_open_webui.yml", tmp_path, system=system,
                   architecture="arm64" if system == "Darwin" else "x86_64", host_type=host_type,
                   templates=templates, **extra)
 

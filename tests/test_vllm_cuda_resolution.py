@@ -1,7 +1,7 @@
 """The vllm role's CUDA install: the build the host's driver gets, and a torch of that build's CUDA.
 
 No GPU here. The role picks the CUDA build of the pinned release from the driver version nvidia-smi
-reports (vars/main.yml's _vllm_cuda_builds through filter_plugins/vllm_gpu.py). Each driver generation
+reports (vars/main.yml's _vllm_cuda_builds through plugins/filter/vllm_gpu.py). Each driver generation
 is fed in as an nvidia-smi double's output, parsed by llm_host_probe's own parser, and the role's
 decision is checked: the build, its requirement, and uv's --torch-backend of the same CUDA.
 
@@ -27,8 +27,8 @@ import yaml
 from _modules import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU = load_module("roles/vllm/filter_plugins/vllm_gpu.py")
-PROBE = load_module("roles/llm_host/library/llm_host_probe.py")
+GPU = load_module("plugins/filter/vllm_gpu.py")
+PROBE = load_module("plugins/modules/llm_host_probe.py")
 VARS = yaml.safe_load((ROOT / "roles/vllm/vars/main.yml").read_text())
 DEFAULTS = yaml.safe_load((ROOT / "roles/vllm/defaults/main.yml").read_text())
 TABLE = VARS["_vllm_cuda_builds"]

@@ -9,7 +9,7 @@ import pytest
 
 from _modules import load_module
 
-vm = load_module("roles/vllm/filter_plugins/vllm_models.py")
+vm = load_module("plugins/filter/vllm_models.py")
 
 GOOD = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000}
 

@@ -1,4 +1,4 @@
-"""Where the vllm role's servers run and how much memory each takes (filter_plugins/vllm_gpu.py).
+"""Where the vllm role's servers run and how much memory each takes (plugins/filter/vllm_gpu.py).
 
 GPU hosts: servers sharing a GPU split vllm_gpu_memory_utilization, declared shares count first, and
 more than the whole of a GPU is refused; `gpus` pins a server (CUDA_VISIBLE_DEVICES). CPU and macOS
@@ -17,8 +17,8 @@ from _modules import load_module
 from rendering import render
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU = load_module("roles/vllm/filter_plugins/vllm_gpu.py")
-VM = load_module("roles/vllm/filter_plugins/vllm_models.py")
+GPU = load_module("plugins/filter/vllm_gpu.py")
+VM = load_module("plugins/filter/vllm_models.py")
 TWO_GPUS = [{"index": 0, "name": "H100", "vram_mb": 81559, "driver_version": "590.48.01"},
             {"index": 1, "name": "H100", "vram_mb": 81559, "driver_version": "590.48.01"}]
 
@@ -138,7 +138,7 @@ def test_example_inventory_servers_fit_their_gpu(tmp_path: Path) -> None:
     hostvars = _example()
     gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "driver_version": "590.48.01"}
             for i in (0, 1)]
-    out = render("render_role.yml", tmp_path, filters_of="vllm", role="vllm", system="Linux", architecture="x86_64",
+    out = render("render_role.yml", tmp_path, role="vllm", system="Linux", architecture="x86_64",
                  items_var="_vllm_instances", item_templates=["etc/vllm/instance.env"],
                  llm_host_facts={"type": "linux_cuda", "gpus": gpus, "arch": "amd64", "ram_mb": 257000}, **hostvars)
     shares = {}

@@ -1,4 +1,4 @@
-"""roles/vllm/library/vllm_macos_host.py: what a Mac needs before vLLM is built and served there.
+"""plugins/modules/vllm_macos_host.py: what a Mac needs before vLLM is built and served there.
 
 No Mac here: sw_vers, pkgutil, xcode-select, clang and sysctl outputs are written from their documented
 formats (tests/fixtures/macos/, each file says so in its `#@` header). The minimums come from the role
@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "macos"
 
 @pytest.fixture(scope="module")
 def mac() -> ModuleType:
-    return load_module("roles/vllm/library/vllm_macos_host.py")
+    return load_module("plugins/modules/vllm_macos_host.py")
 
 
 @pytest.fixture(scope="module")

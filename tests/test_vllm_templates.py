@@ -18,7 +18,7 @@ MODELS = [
 
 
 def _render(tmp_path: Path, system: str, **extra: object) -> Path:
-    return render("render_role.yml", tmp_path, filters_of="vllm", **{
+    return render("render_role.yml", tmp_path, **{
         "role": "vllm", "system": system, "architecture": "arm64" if system == "Darwin" else "x86_64",
         "items_var": "_vllm_instances", "vllm_models": MODELS,
         "llm_host_facts": {"type": "macos_arm64" if system == "Darwin" else "linux_cuda"},

@@ -13,7 +13,7 @@ role derives from it:
   spec's choices, an unknown key of a mapping whose keys the spec lists.
 
 A secret's value (a password, token, key or environment value) is never part of a message. The specs
-are read from the roles next to this one (roles/*/meta/argument_specs.yml), each entry point's options.
+are read from the collection's roles (roles/*/meta/argument_specs.yml), each entry point's options.
 Across the inventory (fleet_problems): two inventory names for one machine, and two exposed hosts at
 one advertised address.
 
@@ -50,7 +50,7 @@ _SECRET = re.compile(r"(password|token|secret|(^|_)key)$", re.IGNORECASE)
 # libyaml's loader when PyYAML has it: each task runs in a fresh worker, so the specs are read on every
 # run (20 ms instead of 170 ms here).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ROLES_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
 
 @functools.lru_cache(maxsize=4)

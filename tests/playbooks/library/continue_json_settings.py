@@ -1,1 +1,0 @@
-../../../roles/continue/library/continue_json_settings.py

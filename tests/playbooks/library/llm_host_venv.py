@@ -1,1 +1,0 @@
-../../../roles/llm_host/library/llm_host_venv.py
