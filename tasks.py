@@ -12,6 +12,7 @@ from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
 from llmfleet import cli, lanes, testbed
+from llmfleet import collection as llmcollection
 from llmfleet import docs as llmdocs
 from llmfleet import ee as llmee
 from llmfleet.project import Project
@@ -164,6 +165,13 @@ def docs(c: Context, check: bool = False) -> None:
         raise Exit(code=1)
 
 
+@task(help={"output": "Directory for the tarball (default: dist/)."})
+def collection(c: Context, output: str = "dist") -> None:
+    """Build the Ansible collection llmfleet.llmfleet from this checkout, for ansible-galaxy collection install."""
+    tarball = llmcollection.build(PROJECT.root, PROJECT.root / output)
+    console.print(f"{tarball}\ninstall: ansible-galaxy collection install {tarball}")
+
+
 @task(
     iterable=["suite"],
     help={"suite": "Debian suite to build an image for (repeatable; default: bookworm).",
@@ -258,5 +266,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, drift, status, lint, test, docs, ee)
+ns = Collection(provision, drift, status, lint, test, docs, ee, collection)
 ns.add_task(testbed_, name="testbed")
