@@ -16,34 +16,67 @@ DOCUMENTATION = r"""
 module: continue_accounts
 short_description: Find each developer's account, home directory and primary group
 description:
-  - Asks the system's account database for each name, the way C(id) does: local files, LDAP or
-    other directory services on Linux, Directory Services on macOS. Names are looked up one by one,
+  - >-
+    Asks the system's account database for each name in O(users), as C(id) does: local files, LDAP or
+    another directory service on Linux, Directory Services on macOS. Names are looked up one at a time,
     so a directory that does not enumerate its accounts still answers.
-  - Reports each account's home and primary group id, whether the home is an existing directory,
-    the names with no account and the accounts whose home is missing.
-  - Reads only; changes nothing, in check mode or not.
+  - >-
+    Reports each account's uid, home and primary group id, whether the home is an existing directory,
+    the names that have no account, and the accounts whose home is missing.
+  - Reads only; it changes nothing, in check mode or not.
+author:
+  - llmfleet maintainers
 options:
   users:
-    description: Account names.
+    description:
+      - The account names to look up. A name given twice is looked up once.
     type: list
     elements: str
     required: true
+attributes:
+  check_mode:
+    description: Runs in check mode as in a real run (it only reads).
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+notes:
+  - The continue role runs it in its preflight, before anything is written to a developer's home.
+"""
+
+EXAMPLES = r"""
+- name: Look up the developers' accounts
+  llmfleet.llmfleet.continue_accounts:
+    users: [alice, bob]
+  register: __continue_found
 """
 
 RETURN = r"""
 accounts:
-  description: Per name with an account, C(uid), C(group) (the primary group id), C(home) and C(home_exists).
+  description:
+    - Per name that has an account, C(uid), C(group) (the primary group id), C(home) and C(home_exists)
+      (whether the home is an existing directory).
   type: dict
   returned: always
+  sample: {alice: {uid: 1001, group: 1001, home: /home/alice, home_exists: true}}
 missing:
-  description: Names with no account, in the order given.
+  description: The names with no account, in the order given.
   type: list
+  elements: str
   returned: always
+  sample: [carol]
 no_home:
-  description: Names whose home is not an existing directory, in the order given.
+  description: The names whose home is not an existing directory, in the order given.
   type: list
+  elements: str
   returned: always
+  sample: []
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "users": {"type": "list", "elements": "str", "required": True},
+}
 
 
 def is_dir(path: str) -> bool:
@@ -78,7 +111,7 @@ def look_up(
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"users": {"type": "list", "elements": "str", "required": True}},
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     module.exit_json(changed=False, **look_up(module.params["users"]))

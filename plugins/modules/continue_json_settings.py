@@ -19,69 +19,129 @@ DOCUMENTATION = r"""
 module: continue_json_settings
 short_description: Set keys in a JSON settings file (VS Code's settings.json, Continue's globalContext.json)
 description:
-  - Sets each leaf of I(settings) in the file and changes no other byte of it: comments, trailing
-    commas, key order, indentation and line endings stay as they were (VS Code's settings.json is
-    JSON with comments). A key that is already right is not touched; a missing key is added after
-    the last one of its object; a nested mapping is merged key by key.
-  - A file that cannot be read as JSON with comments, or that this user may not replace (a
-    settings.json linked into a read-only place by a dotfile manager), is left alone, with a
+  - >-
+    Sets each leaf of O(settings) in the file and changes no other byte of it: comments, trailing
+    commas, key order, indentation and line endings stay as they were (VS Code's settings.json is JSON
+    with comments). A key that already holds its value is not touched; a missing key is added after the
+    last key of its object; a nested mapping is merged key by key.
+  - >-
+    A file that cannot be read as JSON with comments, or that this account may not replace (for example
+    a settings.json that a dotfile manager links into a read-only place), is left as it is, with a
     warning that names it and the reason, and C(changed=false).
-  - Creates a missing file, and missing directories up to it (I(dir_mode)), owned by I(owner) and
-    I(group). Follows a symbolic link to the file it points at (dotfile managers).
-  - What is in the way of the file is moved aside, never deleted: a directory (or a link to one, or
-    anything else that is not a file) at the path, or a file where one of the directories up to it
-    goes, is renamed C(<name>.<pid>.<date>@<time>~) (Ansible's backup naming) with a warning, and the
-    file is created (in check mode: reported). Where this user may not rename it, it is left alone
-    with a warning.
-  - Supports check mode and diff mode.
+  - >-
+    Creates a missing file, and the missing directories up to it (with O(dir_mode)), owned by O(owner)
+    and O(group). Follows a symbolic link to the file it points at (as dotfile managers make them).
+  - >-
+    What is in the way of the file is moved aside, never deleted: a directory (or a link to one, or
+    anything else that is not a file) at O(path), or a file where one of the directories up to it must
+    be, is renamed to C(<name>.<pid>.<date>@<time>~) (Ansible's backup naming) with a warning, and the
+    file is created (in check mode, reported). What this account may not rename is left alone, with a
+    warning.
+author:
+  - llmfleet maintainers
 options:
   path:
-    description: The file.
+    description:
+      - The settings file.
     type: path
     required: true
   settings:
     description:
-      - The keys to set. A mapping is merged into the object at that key; any other value replaces
-        the one at its key. VS Code's flat keys are keys too (C(continue.telemetryEnabled)).
+      - >-
+        The keys to set. A mapping is merged into the object at its key; any other value replaces the
+        one at its key. VS Code's flat keys are keys like any other (C(continue.telemetryEnabled)).
     type: dict
     required: true
   owner:
-    description: Owner of the file and of the directories this module creates.
+    description:
+      - Owner of the file and of the directories this module creates.
     type: str
   group:
-    description: Group of the file and of the directories this module creates.
+    description:
+      - Group of the file and of the directories this module creates.
     type: str
   mode:
-    description: Mode of the file. Unset, an existing file keeps its mode and a new one gets 0600.
+    description:
+      - >-
+        Mode of the file. When unset, an existing file keeps its mode and a new one gets V(0600).
     type: raw
   dir_mode:
-    description: Mode of the directories this module creates.
+    description:
+      - Mode of the directories this module creates.
     type: raw
     default: "0700"
   indent:
-    description: Spaces per level for a file without indented keys to copy the indentation from.
+    description:
+      - >-
+        Spaces per level, for a file that has no indented key to copy the indentation from.
     type: int
     default: 4
+attributes:
+  check_mode:
+    description: Reports what it would change, moves nothing aside and writes nothing.
+    support: full
+  diff_mode:
+    description: Shows the file's text before and after.
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Turn Continue's telemetry off in VS Code's settings, keeping the developer's comments
+  llmfleet.llmfleet.continue_json_settings:
+    path: /home/alice/.config/Code/User/settings.json
+    settings:
+      continue.telemetryEnabled: false
+    owner: alice
+    group: alice
+  become: true
+  become_user: alice
+
+- name: Set a nested key in Continue's global context, with two-space indentation for a new file
+  llmfleet.llmfleet.continue_json_settings:
+    path: /Users/alice/.continue/index/globalContext.json
+    settings:
+      sharedConfig:
+        allowAnonymousTelemetry: false
+    mode: "0600"
+    dir_mode: "0700"
+    indent: 2
 """
 
 RETURN = r"""
 path:
-  description: The file written (the target of a symbolic link).
+  description: The file written (the target, when O(path) is a symbolic link).
   type: str
   returned: always
+  sample: /home/alice/.config/Code/User/settings.json
 created:
-  description: Whether the file did not exist (and was, or in check mode would be, created).
+  description: Whether the file did not exist and was (in check mode, would be) created.
   type: bool
   returned: always
 left_alone:
-  description: Why the file was left alone (not JSON with comments, or not writable), or null.
+  description: >-
+    Why the file was left as it is (not JSON with comments, not writable, or something in the way that
+    may not be moved), or null.
   type: str
   returned: always
 moved:
-  description: What was in the way and where it was moved (in check mode, would be), or an empty mapping.
+  description: >-
+    What was in the way, mapped to where it was (in check mode, would be) moved; an empty mapping when
+    nothing was.
   type: dict
   returned: always
+  sample: {/home/alice/.continue: "/home/alice/.continue.4242.2026-01-05@10:31:02~"}
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "path": {"type": "path", "required": True},
+    "settings": {"type": "dict", "required": True},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+    "mode": {"type": "raw"},
+    "dir_mode": {"type": "raw", "default": "0700"},
+    "indent": {"type": "int", "default": 4},
+}
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
@@ -430,15 +490,7 @@ def _missing_dirs(path: str) -> list[str]:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "settings": {"type": "dict", "required": True},
-            "owner": {"type": "str"},
-            "group": {"type": "str"},
-            "mode": {"type": "raw"},
-            "dir_mode": {"type": "raw", "default": "0700"},
-            "indent": {"type": "int", "default": 4},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

@@ -11,48 +11,108 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: llm_host_dropins
-short_description: Move aside systemd drop-ins that override an llmfleet unit's settings
+short_description: Move aside the systemd drop-ins that override an llmfleet unit's settings
 description:
-  - A drop-in of one of C(units) that sets, in its [Service] section, a key that C(unit_file)'s
-    [Service] section sets (C(ExecStart=), C(User=), C(EnvironmentFile=), a sandbox line...) is
-    renamed to C(<name>.conf.llmfleet-disabled), which systemd ignores; it is never deleted. A
-    drop-in that only adds other settings (C(Environment=HTTPS_PROXY=...), C(Nice=), C(MemoryMax=))
-    stays, as does a key listed in C(keep). C(UnsetEnvironment=) counts as a line of
-    C(EnvironmentFile=): it removes what the unit's settings file sets.
-  - Looked at are the admin's drop-in directories of each unit and, for a template instance
-    (C(vllm@a.service)), of its template (C(vllm@.service)), under /etc/systemd/system and
-    /run/systemd/system. A drop-in in C(loaded) elsewhere (vendor directories under /usr or /lib, or
-    one that applies to other units too, such as C(service.d/)) is never moved; one that overrides
-    gives a warning.
-  - After moving, systemd is told to reload its units (C(systemctl daemon-reload)); restarting the
-    service is the caller's (a handler). Supports check mode: it reports what it would move.
+  - >-
+    A drop-in of one of O(units) that sets, in its [Service] section, a key that the [Service] section of
+    O(unit_file) sets (C(ExecStart=), C(User=), C(EnvironmentFile=), a sandboxing setting...) is renamed
+    to C(<name>.conf.llmfleet-disabled), which systemd ignores; it is never deleted. A drop-in that only
+    adds other settings (C(Environment=HTTPS_PROXY=...), C(Nice=), C(MemoryMax=)) stays, as does one
+    whose keys are all in O(keep). C(UnsetEnvironment=) counts as an C(EnvironmentFile=) line, since it
+    removes what the unit's environment file sets.
+  - >-
+    It looks at the administrator's drop-in directories of each unit and, for a template instance
+    (C(vllm@a.service)), of its template (C(vllm@.service)), under C(/etc/systemd/system) and
+    C(/run/systemd/system). A drop-in of O(loaded) found elsewhere (a vendor directory under C(/usr) or
+    C(/lib), or one that applies to other units too, such as C(service.d/)) is never moved; one that
+    overrides gives a warning.
+  - >-
+    After moving, it has systemd reload its units (C(systemctl daemon-reload)); restarting the service is
+    the caller's job (a handler).
+author:
+  - llmfleet maintainers
 options:
   units:
-    description: The units whose drop-ins are looked at, with their suffix (C(ollama.service)).
+    description:
+      - The units whose drop-ins are looked at, with their suffix (C(ollama.service)).
     type: list
     elements: str
     required: true
   unit_file:
-    description: llmfleet's unit file for them; the keys of its [Service] sections are the ones a drop-in may not set.
+    description:
+      - >-
+        llmfleet's unit file for O(units); the keys of its [Service] sections are those a drop-in may not
+        set.
     type: path
     required: true
   keep:
-    description: "[Service] keys a drop-in may set although the unit sets them (documented customisations)."
+    description:
+      - >-
+        [Service] keys a drop-in may set although the unit sets them (the documented customisations).
     type: list
     elements: str
     default: []
   loaded:
-    description: Drop-in paths systemd reports for the units (C(systemctl show -p DropInPaths)), for the warnings.
+    description:
+      - >-
+        The drop-in paths systemd reports for the units (C(systemctl show -p DropInPaths)); those not in
+        the administrator's directories are only warned about.
     type: list
     elements: str
     default: []
-author: llmfleet
+attributes:
+  check_mode:
+    description: Reports what it would move, moves nothing.
+    support: full
+  diff_mode:
+    description: Lists the drop-ins in effect before and where they were moved.
+    support: full
+  platform:
+    description: Linux hosts with systemd.
+    support: full
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Move aside the drop-ins that override ollama.service's settings
+  llmfleet.llmfleet.llm_host_dropins:
+    units: [ollama.service]
+    unit_file: /etc/systemd/system/ollama.service
+    keep: [LimitNOFILE]
+  notify: Restart ollama
+
+- name: Look at a vLLM instance and its template, warning about vendor drop-ins systemd loads
+  llmfleet.llmfleet.llm_host_dropins:
+    units: [vllm@coder.service]
+    unit_file: /etc/systemd/system/vllm@.service
+    loaded: [/usr/lib/systemd/system/service.d/10-timeout-abort.conf]
 """
 
 RETURN = r"""
-moved: {description: "one dict per drop-in moved aside: path, to, keys (the overriding keys)", type: list, returned: always}
-kept: {description: drop-ins of the units that only add settings, type: list, returned: always}
+moved:
+  description: >-
+    One mapping per drop-in moved aside (in check mode, that would be): C(path), C(to) and C(keys) (the
+    keys it overrode).
+  type: list
+  elements: dict
+  returned: always
+  sample: [{path: /etc/systemd/system/ollama.service.d/override.conf,
+            to: /etc/systemd/system/ollama.service.d/override.conf.llmfleet-disabled, keys: [ExecStart]}]
+kept:
+  description: The drop-ins of the units that only add settings, which stay.
+  type: list
+  elements: str
+  returned: always
+  sample: [/etc/systemd/system/ollama.service.d/proxy.conf]
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "units": {"type": "list", "elements": "str", "required": True},
+    "unit_file": {"type": "path", "required": True},
+    "keep": {"type": "list", "elements": "str", "default": []},
+    "loaded": {"type": "list", "elements": "str", "default": []},
+}
 
 ADMIN_ROOTS = ("/etc/systemd/system", "/run/systemd/system")
 # Drop-in keys that override another key of the unit: UnsetEnvironment= removes variables the
@@ -158,12 +218,7 @@ def plan(
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "units": {"type": "list", "elements": "str", "required": True},
-            "unit_file": {"type": "path", "required": True},
-            "keep": {"type": "list", "elements": "str", "default": []},
-            "loaded": {"type": "list", "elements": "str", "default": []},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

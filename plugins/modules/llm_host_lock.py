@@ -20,74 +20,145 @@ DOCUMENTATION = r"""
 module: llm_host_lock
 short_description: Take or release the host's llmfleet run lock
 description:
-  - One JSON file, C(<dir>/provision.lock), names the run that is working on the host. C(state=acquired)
-    creates it, waiting up to I(wait) seconds while another run holds it, then fails naming that run
-    (id, controller, user, play, since when) and how to clear a stale lock. The same I(id) taking it
-    again succeeds at once (a run re-entering). A lock older than I(expiry) seconds is taken over with a
-    warning. C(state=released) removes the lock only when I(id) holds it.
-  - Every change happens under an exclusive flock of C(<dir>/.guard), held for milliseconds, so two runs
+  - >-
+    One JSON file, C(<dir>/provision.lock), names the run that is working on the host. O(state=acquired)
+    creates it, waiting up to O(wait) seconds while another run holds it, then fails naming that run (id,
+    controller, user, play, since when) and saying how to clear a stale lock. The same O(id) taking it
+    again succeeds at once (a run that re-enters). Another run's lock older than O(expiry) seconds is
+    taken over, with a warning. O(state=released) removes the lock only when O(id) holds it.
+  - >-
+    Every change happens under an exclusive flock of C(<dir>/.guard), held for milliseconds, so two runs
     can never both win. The lock file is replaced atomically, so a reader never sees half a record.
-  - The lock is run bookkeeping, not host state, so the module always reports C(changed=false). It acts in
-    check mode too (a drift run must not read a host another run is changing). Linux and macOS.
+  - >-
+    The lock is bookkeeping of the run, not state of the host, so the module always reports
+    C(changed=false).
+author:
+  - llmfleet maintainers
 options:
   state:
-    description: C(acquired) takes the lock (waiting for it), C(released) gives it back.
+    description:
+      - V(acquired) takes the lock (waiting for it), V(released) gives it back.
     type: str
     choices: [acquired, released]
     default: acquired
   id:
-    description: The run's identity. The same id re-entering holds the lock; only this id releases it.
+    description:
+      - The run's identity. The same id re-entering holds the lock; only this id releases it.
     type: str
     required: true
   owner:
-    description: What to record about the run (controller, user, play, mode); shown to a run that is refused.
+    description:
+      - >-
+        What to record about the run (controller, user, play, mode), as strings; shown to a run that is
+        refused.
     type: dict
     default: {}
   dirs:
-    description: Lock directory per operating system (C(platform.system())), e.g. C({Linux: /run/llmfleet}).
+    description:
+      - >-
+        The lock directory per operating system, keyed by the system's name as Python's platform module
+        gives it (C(Linux), C(Darwin)), for example C({Linux: /run/llmfleet, Darwin: /var/run/llmfleet}).
+        The module fails on a system that has no entry.
     type: dict
     required: true
   wait:
-    description: Seconds to wait for another run's lock before failing; 0 fails at once.
+    description:
+      - Seconds to wait for another run's lock before failing; V(0) fails at once.
     type: int
     default: 0
   expiry:
-    description: Age in seconds after which another run's lock counts as stale and is taken over.
+    description:
+      - Age in seconds after which another run's lock counts as stale and is taken over.
     type: int
     default: 14400
   poll:
-    description: Seconds between two looks at a held lock while waiting.
+    description:
+      - Seconds between two looks at a held lock while waiting.
     type: float
     default: 2
-author: llmfleet
+attributes:
+  check_mode:
+    description: >-
+      Acts in check mode as in a real run: a drift check must not read a host that another run is
+      changing.
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+  platform:
+    description: Linux and macOS.
+    support: full
+    platforms: [linux, darwin]
 """
 
 EXAMPLES = r"""
 - name: Take the host's run lock, waiting up to 5 minutes for another run
-  llm_host_lock:
-    id: "{{ __llm_host_lock_id }}"
+  llmfleet.llmfleet.llm_host_lock:
+    id: "{{ __llm_host_lock['id'] }}"
     owner: {controller: admin-laptop, user: alice, play: Team server, mode: apply}
     dirs: {Linux: /run/llmfleet, Darwin: /var/run/llmfleet}
     wait: 300
 
 - name: Give it back (a no-op when another run holds it)
-  llm_host_lock:
+  llmfleet.llmfleet.llm_host_lock:
     state: released
-    id: "{{ __llm_host_lock_id }}"
+    id: "{{ __llm_host_lock['id'] }}"
     dirs: {Linux: /run/llmfleet, Darwin: /var/run/llmfleet}
 """
 
 RETURN = r"""
-path: {description: the lock file, type: str, returned: always}
-acquired: {description: this run holds the lock now (state=acquired), type: bool, returned: always}
-reentered: {description: this run already held it, type: bool, returned: always}
-waited: {description: seconds spent waiting for another run, type: float, returned: always}
-since: {description: when this run took the lock (ISO 8601, UTC), type: str, returned: when acquired}
-since_epoch: {description: the same as seconds since the epoch, type: float, returned: when acquired}
-took_over: {description: the stale record that was replaced, type: dict, returned: when a stale lock was taken over}
-released: {description: the lock was removed (state=released), type: bool, returned: always}
-holder: {description: the record of the run holding the lock when this one could not take or release it, type: dict, returned: when another run holds it}
+path:
+  description: The lock file.
+  type: str
+  returned: always
+  sample: /run/llmfleet/provision.lock
+acquired:
+  description: Whether this run holds the lock now (O(state=acquired)).
+  type: bool
+  returned: always
+reentered:
+  description: Whether this run already held it.
+  type: bool
+  returned: always
+waited:
+  description: Seconds spent waiting for another run.
+  type: float
+  returned: always
+since:
+  description: When this run took the lock (ISO 8601, UTC).
+  type: str
+  returned: when acquired
+  sample: "2026-01-05T10:31:02Z"
+since_epoch:
+  description: The same time, in seconds since the epoch.
+  type: float
+  returned: when acquired
+took_over:
+  description: The stale record that was replaced.
+  type: dict
+  returned: when a stale lock was taken over
+released:
+  description: Whether the lock was removed (O(state=released)).
+  type: bool
+  returned: always
+holder:
+  description: The record of the run that holds the lock, when this one could not take or release it.
+  type: dict
+  returned: when another run holds it
+  sample: {id: 20260105T103102Z-ab12cd34, controller: admin-laptop, user: alice, play: Team server,
+           mode: apply, since: "2026-01-05T10:31:02Z", since_epoch: 1767609062.0, host_pid: 4242}
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+    "id": {"type": "str", "required": True},
+    "owner": {"type": "dict", "default": {}},
+    "dirs": {"type": "dict", "required": True},
+    "wait": {"type": "int", "default": 0},
+    "expiry": {"type": "int", "default": 14400},
+    "poll": {"type": "float", "default": 2},
+}
 
 LOCK_NAME = "provision.lock"
 GUARD_NAME = ".guard"
@@ -205,15 +276,7 @@ def _iso(epoch: float) -> str:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
-            "id": {"type": "str", "required": True},
-            "owner": {"type": "dict", "default": {}},
-            "dirs": {"type": "dict", "required": True},
-            "wait": {"type": "int", "default": 0},
-            "expiry": {"type": "int", "default": 14400},
-            "poll": {"type": "float", "default": 2},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

@@ -18,40 +18,58 @@ DOCUMENTATION = r"""
 module: llm_host_paths
 short_description: Look at the paths a role manages, and move aside what is in their way
 description:
-  - Reports what each path is (type, mode, owner, group, a link's target, and on request a regular
-    file's sha256 or its text), in one module call instead of a stat per path.
-  - A path with a I(type) is where the role puts a file, a directory or a symbolic link. What stands
-    there and would make the role's own task fail or misbehave is renamed to
-    C(<path>.<pid>.<date>@<time>~) (Ansible's backup naming) in the same directory, with a warning
-    naming it: nothing is deleted. In the way of a C(file) (written by template or copy, which replace
-    a link to a file but would write into a directory): a directory, a link to a directory, a socket,
-    a FIFO or a device. In the way of a C(directory): anything but a directory or a link to one (a
-    relocated data directory stays where its link points). In the way of a C(link) (the file module's
-    C(state=link, force=true) would delete a file and refuses a directory): a regular file, a
-    directory or any other non-link.
-  - An entry with C(mode), C(owner) or C(group) is listed in C(differs) when it exists and any of them
-    is different (compared, not changed: the role's own task sets them).
-  - Paths are handled in the order given; one below a path that is moved (or in check mode would be)
-    is reported absent.
-  - Supports check mode (reports what it would move, moves nothing) and diff mode. Linux and macOS.
+  - >-
+    Reports what each path is (its type, mode, owner and group, a link's target, and on request a regular
+    file's sha256 or its text), in one module call instead of one stat per path.
+  - >-
+    A path with a C(type) is where the role puts a file, a directory or a symbolic link. What stands there
+    and would make the role's own task fail or misbehave is renamed to C(<path>.<pid>.<date>@<time>~)
+    (Ansible's backup naming) in the same directory, with a warning that names it; nothing is deleted.
+  - >-
+    In the way of a C(file) (which template or copy write; they replace a link to a file, but would write
+    into a directory) are a directory, a link to a directory, a socket, a FIFO and a device. In the way
+    of a C(directory) is anything but a directory or a link to one (a data directory moved elsewhere
+    stays where its link points). In the way of a C(link) (which the file module's C(state=link) with
+    C(force=true) would make by deleting a file, and refuses to make over a directory) is a regular
+    file, a directory or anything else that is not a link.
+  - >-
+    An entry that gives C(mode), C(owner) or C(group) is listed in RV(differs) when it exists and any of
+    them is different. They are compared, not changed: the role's own task sets them.
+  - >-
+    Paths are handled in the order given; one below a path that is moved (in check mode, would be) is
+    reported absent.
+author:
+  - llmfleet maintainers
 options:
   paths:
     description:
-      - The paths, each a mapping C(path) (required), C(type) (C(file), C(directory) or C(link): what
-        the role puts there; omitted: only looked at), C(checksum) (true: the sha256 of a regular
-        file, following links), C(read) (true: the text of a regular file of at most 64 KiB), and
-        C(mode) (an octal string), C(owner) and C(group) (names or ids) to compare (C(differs)).
+      - >-
+        The paths, each a mapping with C(path) (required); C(type), what the role puts there (C(file),
+        C(directory) or C(link); when omitted the path is only looked at); C(checksum) (true for the
+        sha256 of a regular file, following links); C(read) (true for the text of a regular file of at
+        most 64 KiB); and C(mode) (an octal string), C(owner) and C(group) (names or ids) to compare
+        (RV(differs)).
     type: list
     elements: dict
     required: true
-author: llmfleet
+attributes:
+  check_mode:
+    description: Reports what it would move, moves nothing.
+    support: full
+  diff_mode:
+    description: Shows what was in the way and where it was moved.
+    support: full
+  platform:
+    description: Linux and macOS.
+    support: full
+    platforms: [linux, darwin]
 """
 
 EXAMPLES = r"""
 - name: Look at Ollama's files, moving aside what is in their way
-  llm_host_paths:
+  llmfleet.llmfleet.llm_host_paths:
     paths:
-      - {path: /etc/ollama, type: directory}
+      - {path: /etc/ollama, type: directory, mode: "0750", owner: root, group: ollama}
       - {path: /etc/ollama/ollama.env, type: file}
       - {path: /usr/local/bin/ollama, type: link}
       - {path: /opt/llmfleet/ollama/0.32.15/bin/ollama, checksum: true}
@@ -62,30 +80,39 @@ EXAMPLES = r"""
 RETURN = r"""
 paths:
   description:
-    - Per path, what is there after the moves (absent for a path moved aside, or in check mode one
-      that would be). C(exists); for an existing path C(type) (C(directory), C(file), C(link) or
-      C(other)), C(mode) (a string such as C(0755)), C(uid), C(gid), C(owner) and C(group) (names,
-      null when unknown); for a link C(target) (as written) and C(points_to) (the type it resolves
-      to, C(absent) when dangling); C(checksum) and C(content) when asked for and readable.
+    - >-
+      Per path as given, what is there after the moves (absent for a path moved aside, or in check mode
+      one that would be): C(exists); for an existing path C(type) (C(directory), C(file), C(link) or
+      C(other)), C(mode) (a string such as C(0755)), C(uid), C(gid), C(owner) and C(group) (names, null
+      when unknown); for a link C(target) (as written) and C(points_to) (the type it resolves to, C(absent)
+      when dangling); C(checksum) and C(content) when asked for and readable.
   type: dict
   returned: always
+  sample: {/etc/ollama: {exists: true, type: directory, mode: "0750", uid: 0, gid: 998, owner: root,
+                         group: ollama}}
 differs:
   description: The entries with C(mode), C(owner) or C(group) that exist and differ in any of them.
   type: list
   elements: str
   returned: always
 moved:
-  description: Each path moved aside (in check mode, that would be) and where to.
+  description: Each path moved aside (in check mode, that would be), mapped to where.
   type: dict
   returned: always
 affected:
   description:
-    - The entries moved aside and those below them (in check mode, that would be): where a role's own
-      task would meet what is in the way, or a missing directory above it, in check mode.
+    - >-
+      The entries moved aside and those below them (in check mode, that would be): there a role's own
+      task would meet what is in the way, or in check mode a missing directory above it.
   type: list
   elements: str
   returned: always
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "paths": {"type": "list", "elements": "dict", "required": True},
+}
 
 TYPES = ("file", "directory", "link")
 READ_LIMIT = 64 * 1024
@@ -187,7 +214,7 @@ def aside(path: str) -> str:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"paths": {"type": "list", "elements": "dict", "required": True}},
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     entries = module.params["paths"]

@@ -15,39 +15,114 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: llm_host_probe
-short_description: Report GPUs and the llmfleet host type of the target
+short_description: Report the target's GPUs, memory and CPUs, and its llmfleet host type
 description:
-  - Reads NVIDIA GPUs from C(nvidia-smi --query-gpu), AMD GPUs from sysfs (amdgpu + /dev/kfd) and
-    Apple Silicon from the platform, then classifies the host as macos_arm64, linux_cuda, linux_rocm
-    or linux_cpu. Also reports the memory and the CPU count (what the hardware fact subset would
-    give, without its slow survey of mounts and devices). Read-only; supports check mode.
+  - >-
+    Reads NVIDIA GPUs from C(nvidia-smi --query-gpu), AMD GPUs from sysfs (amdgpu devices, and only when
+    C(/dev/kfd) exists) and Apple silicon from the platform, then classifies the host as V(macos_arm64),
+    V(linux_cuda), V(linux_rocm) or V(linux_cpu) (V(unsupported) for anything else).
+  - >-
+    Also reports the total memory and the CPU count, as the hardware fact subset would, without its slow
+    survey of mounts and devices, and the version of each interpreter of O(pythons).
+  - Reads only.
+author:
+  - llmfleet maintainers
 options:
   nvidia_smi:
-    description: Name or path of the nvidia-smi binary.
+    description:
+      - Name or path of the nvidia-smi program.
     type: str
     default: nvidia-smi
   pythons:
     description:
-      - Interpreters whose major.minor version to report (C(pythons)), e.g. /usr/bin/python3 for the roles
-        that build virtualenvs on it. The one running this module is read without starting another.
+      - >-
+        Interpreters whose major.minor version to report in RV(pythons), for example C(/usr/bin/python3)
+        for the roles that build virtualenvs on it. The one running this module is read without starting
+        another.
     type: list
     elements: str
     default: []
-author: llmfleet
+attributes:
+  check_mode:
+    description: Runs in check mode as in a real run (it only reads).
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+  platform:
+    description: Linux and macOS.
+    support: full
+    platforms: [linux, darwin]
+notes:
+  - >-
+    An nvidia-smi that is installed but lists no GPU gives a warning (RV(nvidia_smi_error)); the host then
+    counts as having no NVIDIA GPU, which the inventory's C(llm_host_type) can override.
+"""
+
+EXAMPLES = r"""
+- name: Probe the accelerators and the Pythons the virtualenvs are built on
+  llmfleet.llmfleet.llm_host_probe:
+    nvidia_smi: /usr/bin/nvidia-smi
+    pythons: [/usr/bin/python3]
+  register: __llm_host_probe
 """
 
 RETURN = r"""
-system: {description: Linux or Darwin, type: str, returned: always}
-arch: {description: amd64 or arm64 (other values pass through unchanged), type: str, returned: always}
-gpu_vendor: {description: nvidia, amd, apple or none, type: str, returned: always}
-gpus: {description: "one dict per GPU: index, name, vram_mb, driver_version", type: list, returned: always}
-vram_mb: {description: sum of the GPUs' memory in MiB (0 for none and for Apple unified memory), type: int, returned: always}
-nvidia_smi_error: {description: why a present nvidia-smi gave no GPUs, type: str, returned: always}
-detected_type: {description: the host type, or "unsupported", type: str, returned: always}
-ram_mb: {description: "total memory in MiB, as the memtotal_mb fact (0 when it cannot be read)", type: int, returned: always}
-cpu_count: {description: logical CPUs of the machine, as the processor_vcpus fact, type: int, returned: always}
-pythons: {description: "per interpreter of I(pythons): version (major.minor, empty when it cannot run) and error", type: dict, returned: always}
+system:
+  description: The operating system, V(Linux) or V(Darwin).
+  type: str
+  returned: always
+  sample: Linux
+arch:
+  description: V(amd64) or V(arm64); other machine names pass through unchanged.
+  type: str
+  returned: always
+  sample: amd64
+gpu_vendor:
+  description: V(nvidia), V(amd), V(apple) or V(none).
+  type: str
+  returned: always
+  sample: nvidia
+gpus:
+  description: One mapping per GPU, with C(index), C(name), C(vram_mb) and C(driver_version).
+  type: list
+  elements: dict
+  returned: always
+  sample: [{index: 0, name: NVIDIA L4, vram_mb: 23034, driver_version: "550.127.08"}]
+vram_mb:
+  description: The GPUs' memory in MiB, summed (0 for none, and for Apple silicon's unified memory).
+  type: int
+  returned: always
+nvidia_smi_error:
+  description: Why an nvidia-smi that is there gave no GPU; empty otherwise.
+  type: str
+  returned: always
+detected_type:
+  description: The host type, or V(unsupported).
+  type: str
+  returned: always
+  sample: linux_cuda
+ram_mb:
+  description: Total memory in MiB, as the C(memtotal_mb) fact gives it (0 when it cannot be read).
+  type: int
+  returned: always
+cpu_count:
+  description: The machine's logical CPUs, as the C(processor_vcpus) fact gives them.
+  type: int
+  returned: always
+pythons:
+  description: >-
+    Per interpreter of O(pythons), C(version) (major.minor, empty when it cannot run) and C(error).
+  type: dict
+  returned: always
+  sample: {/usr/bin/python3: {version: "3.11", error: ""}}
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "nvidia_smi": {"type": "str", "default": "nvidia-smi"},
+    "pythons": {"type": "list", "elements": "str", "default": []},
+}
 
 NVIDIA_QUERY = "--query-gpu=index,name,memory.total,driver_version"
 ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -183,9 +258,7 @@ def python_version(path: str) -> dict[str, str]:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"nvidia_smi": {"type": "str", "default": "nvidia-smi"},
-                                          "pythons": {"type": "list", "elements": "str", "default": []}},
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     system = platform.system()
     arch = normalise_arch(platform.machine())
     error = ""

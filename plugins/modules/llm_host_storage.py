@@ -14,63 +14,127 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: llm_host_storage
-short_description: Fail before any change when a model path is not a model or the models to download do not fit
+short_description: Fail before any change when a model path is no model or the models to download do not fit
 description:
-  - For each item of I(models), a model given as a local path, whether it is one: a directory with
-    config.json (or params.json, Mistral's format) and weights (*.safetensors, *.bin or *.pt files,
-    sharded or not), as transformers and so vLLM load it, or a single *.gguf file, which vLLM loads
-    given as the file itself.
-  - For each item of I(wanted) (something a run would download: an Ollama model's manifest, a Hugging
-    Face cache entry), whether it is on the host: its path exists as a file, or as a directory that is
-    not empty. Each missing item gets the free space (statvfs, what an unprivileged writer may use) of
-    the file system it would be written to, read on its nearest existing parent (a store that does not
-    exist yet counts on the file system that will hold it), and that file system's mount point and device.
-  - The missing items, with those of I(missing) (found by an earlier call), are added up per file
-    system; with I(margin) on top they must fit its free space. Taken in the order given, each model
-    that would take the total of those before it that fit past the free space would not fit. Models
-    whose need_mb is null (size unknown) are not counted; a message names them.
-  - Fails with one message per problem (each model path, each file system), else reports what is
-    missing. Read-only; supports check mode. Run by the vllm and ollama preflights
-    (roles/vllm/tasks/preflight.yml, roles/ollama/tasks/preflight.yml).
+  - >-
+    For each item of O(models), a model given as a local path, checks that it is one: a directory with
+    C(config.json) (or C(params.json), Mistral's format) and weights (C(*.safetensors), C(*.bin) or
+    C(*.pt) files, sharded or not), as transformers and so vLLM load it, or a single C(*.gguf) file,
+    which vLLM loads when given the file itself.
+  - >-
+    For each item of O(wanted) (something a run would download, such as an Ollama model's manifest or a
+    Hugging Face cache entry), checks whether it is on the host: its path exists as a file, or as a
+    directory that is not empty. Each missing item gets the free space (statvfs, what an unprivileged
+    writer may use) of the file system it would be written to, read on its nearest existing parent
+    directory (so a store that does not exist yet counts on the file system that will hold it), and that
+    file system's mount point and device.
+  - >-
+    The missing items, with those of O(missing) (found by an earlier call), are added up per file system;
+    with O(margin) on top they must fit in its free space. Taken in the order given, a model that would
+    take the total of the models before it that fit past the free space does not fit. Models whose
+    C(need_mb) is null (size unknown) are not counted; the message names them.
+  - >-
+    Fails with one message per problem (each model path, each file system), or else reports what is
+    missing. Reads only.
+author:
+  - llmfleet maintainers
 options:
   models:
-    description: "Model paths to check, each {label (the setting, e.g. 'vllm: vllm_models[0].model'), path}."
+    description:
+      - >-
+        The model paths to check, each a mapping with C(label) (the setting, for example
+        C(vllm: vllm_models[0].model)) and C(path).
     type: list
     elements: dict
     default: []
   wanted:
-    description: >-
-      What a run would download, each {label, path, need_mb (MiB, null when unknown), store (the
-      directory it goes to, for the message), setting (the variable that moves that store)}.
+    description:
+      - >-
+        What a run would download, each a mapping with C(label), C(path), C(need_mb) (MiB, null when
+        unknown), C(store) (the directory it goes to, for the message) and C(setting) (the variable that
+        moves that store).
     type: list
     elements: dict
     default: []
   missing:
-    description: The C(missing) result of an earlier call, counted with this call's.
+    description:
+      - The RV(missing) result of an earlier call, counted with this call's.
     type: list
     elements: dict
     default: []
   host:
-    description: The host's name in messages.
+    description:
+      - The host's name in the messages.
     type: str
     default: this host
   margin:
-    description: Share added to the estimates (0.1 is 10 %).
+    description:
+      - The share added to the size estimates (V(0.1) is 10 %).
     type: float
     default: 0.1
-author: llmfleet
+attributes:
+  check_mode:
+    description: Runs in check mode as in a real run (it only reads).
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+notes:
+  - >-
+    The vllm and ollama preflights run it (roles/vllm/tasks/preflight.yml, roles/ollama/tasks/preflight.yml);
+    the Ollama one passes on what the vLLM one found missing, as both may fill the same file system.
+"""
+
+EXAMPLES = r"""
+- name: Check the vLLM models against the host
+  llmfleet.llmfleet.llm_host_storage:
+    models:
+      - {label: "vllm: vllm_models[1].model", path: /srv/models/qwen2.5-coder-7b}
+    wanted:
+      - label: vllm_models[0].model Qwen/Qwen2.5-Coder-1.5B-Instruct
+        path: /var/lib/vllm/huggingface/hub/models--Qwen--Qwen2.5-Coder-1.5B-Instruct/snapshots
+        need_mb: 3100
+        store: /var/lib/vllm/huggingface/hub
+        setting: vllm_home
+    host: "{{ inventory_hostname }}"
+  register: __vllm_storage
+
+- name: Check the Ollama models, counted with what vLLM will download
+  llmfleet.llmfleet.llm_host_storage:
+    wanted:
+      - label: qwen2.5-coder:7b
+        path: /usr/share/ollama/.ollama/models/manifests/registry.ollama.ai/library/qwen2.5-coder/7b
+        need_mb: 4700
+        store: /usr/share/ollama/.ollama/models
+        setting: ollama_models_dir
+    missing: "{{ __vllm_storage.missing | default([]) }}"
+    host: "{{ inventory_hostname }}"
+    margin: 0.2
 """
 
 RETURN = r"""
 missing:
-  description: "the wanted items not on the host, each as given plus {mount, device, free_mb}"
+  description: >-
+    The items of O(wanted) that are not on the host, each as given plus C(mount), C(device) and C(free_mb)
+    of the file system it would go to.
   type: list
+  elements: dict
   returned: always
 problems:
-  description: the messages (the module fails when there is any)
+  description: The messages, one per problem (the module fails when there is any).
   type: list
+  elements: str
   returned: always
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "models": {"type": "list", "elements": "dict", "default": []},
+    "wanted": {"type": "list", "elements": "dict", "default": []},
+    "missing": {"type": "list", "elements": "dict", "default": []},
+    "host": {"type": "str", "default": "this host"},
+    "margin": {"type": "float", "default": 0.1},
+}
 
 CONFIGS = ("config.json", "params.json")
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
@@ -241,13 +305,7 @@ def check(models: Iterable[Mapping[str, Any]] = (), wanted: Iterable[Mapping[str
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "models": {"type": "list", "elements": "dict", "default": []},
-            "wanted": {"type": "list", "elements": "dict", "default": []},
-            "missing": {"type": "list", "elements": "dict", "default": []},
-            "host": {"type": "str", "default": "this host"},
-            "margin": {"type": "float", "default": 0.1},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     result = check(**module.params)

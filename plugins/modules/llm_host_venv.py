@@ -19,77 +19,112 @@ DOCUMENTATION = r"""
 module: llm_host_venv
 short_description: Inspect a virtualenv against its install record, or write the record
 description:
-  - C(state=inspected) (read-only, also in check mode) reads the virtualenv from the file system, without
-    starting its Python: whether its interpreter is there, the installed version of I(package), the install
-    record I(marker) (the I(spec) it was installed from and the distributions it then held), and whether
-    each of I(entry_points) is executable with the content its installer recorded. It lists every problem
-    (C(problems)): no interpreter, I(package) missing or another version, a recorded distribution missing
-    or at another version (C(uv pip uninstall), C(pip install x==other)), an entry point altered or not
-    executable, no record or a record of another spec. Distributions installed since are not problems.
-  - C(state=recorded) writes the record after a successful install: I(spec) and the distributions the
-    virtualenv now holds (C(name==version)), root's, C(0644), replaced atomically; changed when it differs.
-    Check mode reports it.
-  - For the roles that install into virtualenvs (open_webui, vllm): what to install again and how to
-    repair in place (C(pins), C(reinstall)) is decided from one module call on a run with nothing to do.
+  - >-
+    O(state=inspected) reads the virtualenv from the file system, without starting its Python: whether
+    its interpreter is there, the installed version of O(package), the install record O(marker) (the
+    O(spec) it was installed from and the distributions it then held), and whether each of
+    O(entry_points) is executable and holds what its installer wrote.
+  - >-
+    It lists every problem in RV(problems): no interpreter, or one built on another interpreter than
+    O(python); O(package) missing or at another version; a recorded distribution missing or at another
+    version (after C(uv pip uninstall) or C(pip install x==other)); an entry point altered or not
+    executable; no record, or a record of another spec. Distributions installed since are no problem.
+  - >-
+    O(state=recorded) writes the record after a successful install: O(spec) and the distributions the
+    virtualenv now holds (C(name==version)), owned by the user the module runs as (root, in the roles),
+    mode C(0644), replaced atomically; changed when it differs.
+  - >-
+    For the roles that install into virtualenvs (open_webui, vllm), what to install again and how to
+    repair in place (RV(pins), RV(reinstall)) is decided from one module call on a run with nothing to
+    do.
+author:
+  - llmfleet maintainers
 options:
   path:
-    description: The virtualenv.
+    description:
+      - The virtualenv.
     type: path
     required: true
   spec:
-    description: What the virtualenv must have been installed from (compared with the record's, key by key).
+    description:
+      - >-
+        What the virtualenv must have been installed from, compared key by key with the record's.
     type: dict
     required: true
   package:
-    description: The distribution the virtualenv is for (C(open-webui), C(vllm)).
+    description:
+      - The distribution the virtualenv is for (C(open-webui), C(vllm)).
     type: str
     required: true
   version:
-    description: The version I(package) must have; unset, any version it was installed at.
+    description:
+      - The version O(package) must have. When unset, any version it was installed at.
     type: str
   entry_points:
-    description: Scripts in the virtualenv's C(bin) that must be executable and as I(package)'s installer wrote them.
+    description:
+      - >-
+        Scripts in the virtualenv's C(bin) that must be executable and as the installer of O(package)
+        wrote them.
     type: list
     elements: str
     default: []
   marker:
-    description: The record's file name, in the virtualenv.
+    description:
+      - The record's file name, in the virtualenv.
     type: str
     default: .llmfleet-install.json
   link:
-    description: A link (the running version's C(current)) whose target to report as C(link_target).
+    description:
+      - A link (the running version's C(current)) whose target to report as RV(link_target).
     type: path
   python:
     description:
-      - The interpreter the virtualenv must be built on (what C(uv venv --python) got: its C(bin/python)
-        links to it), and I(python_version) its major.minor, read from C(pyvenv.cfg). One built on another
-        interpreter or version (the system's Python upgraded, the role now choosing a uv-managed one) is
-        not usable: it is made again. Unset, not compared.
+      - >-
+        The interpreter the virtualenv must be built on (what C(uv venv --python) got; the virtualenv's
+        C(bin/python) links to it). A virtualenv built on another interpreter, or on another version than
+        O(python_version) by its C(pyvenv.cfg) (the system's Python upgraded, or the role now choosing a
+        uv-managed one), is not usable: it is to be made again. When unset, not compared.
     type: str
   python_version:
-    description: The major.minor version I(python) must have; unset or empty, not compared.
+    description:
+      - The major.minor version O(python) must have. When unset or empty, not compared.
     type: str
   state:
-    description: C(inspected) or C(recorded).
+    description:
+      - V(inspected) reads the virtualenv, V(recorded) writes its record.
     type: str
     choices: [inspected, recorded]
     default: inspected
-author: llmfleet
+attributes:
+  check_mode:
+    description: >-
+      O(state=inspected) runs as in a real run (it only reads); O(state=recorded) reports whether the
+      record would change and writes nothing.
+    support: full
+  diff_mode:
+    description: O(state=recorded) shows the record before and after.
+    support: full
+  platform:
+    description: Linux and macOS.
+    support: full
+    platforms: [linux, darwin]
 """
 
 EXAMPLES = r"""
 - name: Inspect the virtualenv of open-webui 0.12.4
-  llm_host_venv:
+  llmfleet.llmfleet.llm_host_venv:
     path: /opt/llmfleet/open-webui/0.12.4
     package: open-webui
     version: 0.12.4
     spec: {version: 0.12.4, torch_backend: cpu}
     entry_points: [open-webui]
     link: /opt/llmfleet/open-webui/current
+    python: /usr/bin/python3.11
+    python_version: "3.11"
   register: __open_webui_venv_state
 
 - name: Record what it was installed from, and what it holds
-  llm_host_venv:
+  llmfleet.llmfleet.llm_host_venv:
     path: /opt/llmfleet/open-webui/0.12.4
     package: open-webui
     spec: {version: 0.12.4, torch_backend: cpu}
@@ -101,40 +136,70 @@ problems:
   description: Why the virtualenv is not the one the record says was installed; empty when it is.
   type: list
   elements: str
-  returned: always
+  returned: when state=inspected
+  sample: ["open-webui is 0.12.3, not 0.12.4", "bin/open-webui differs from what was installed"]
 install_needed:
-  description: Whether I(package) must be installed (again) into it: C(problems) is not empty.
+  description: Whether O(package) must be installed (again) into it, that is RV(problems) is not empty.
   type: bool
-  returned: always
+  returned: when state=inspected
 usable:
-  description: Its interpreter is there and I(package) is installed at I(version) (it may still need repairing).
+  description: >-
+    Whether its interpreter is there and O(package) is installed at O(version) (it may still need
+    repairing).
   type: bool
-  returned: always
+  returned: when state=inspected
 record_needed:
-  description: No problems, but the record holds no list of distributions (an older llmfleet wrote it).
+  description: >-
+    Whether there are no problems but the record holds no list of distributions (an older llmfleet wrote
+    it).
   type: bool
-  returned: always
+  returned: when state=inspected
 version:
-  description: The installed version of I(package), or null.
+  description: The installed version of O(package), or null.
   type: str
-  returned: always
+  returned: when state=inspected
+  sample: 0.12.4
 pins:
   description:
-    - The recorded distributions as C(name==version), when the record is of this I(spec): constraints that
-      make an install restore what drifted. Empty otherwise.
+    - >-
+      The recorded distributions as C(name==version), when the record is of this O(spec): constraints
+      that make an install restore what drifted. Empty otherwise.
   type: list
   elements: str
-  returned: always
+  returned: when state=inspected
+  sample: [open-webui==0.12.4, fastapi==0.115.12]
 reinstall:
-  description: Distributions whose files must be written again (an entry point of I(package) altered or not executable).
+  description: >-
+    The distributions whose files must be written again (an entry point of O(package) altered or not
+    executable).
   type: list
   elements: str
-  returned: always
+  returned: when state=inspected
 link_target:
-  description: Where I(link) points, or C(none).
+  description: Where O(link) points, or V(none).
   type: str
-  returned: when link is set
+  returned: when state=inspected and link is set
+  sample: /opt/llmfleet/open-webui/0.12.4
+path:
+  description: The record file.
+  type: str
+  returned: when state=recorded
+  sample: /opt/llmfleet/open-webui/0.12.4/.llmfleet-install.json
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "path": {"type": "path", "required": True},
+    "spec": {"type": "dict", "required": True},
+    "package": {"type": "str", "required": True},
+    "version": {"type": "str"},
+    "entry_points": {"type": "list", "elements": "str", "default": []},
+    "marker": {"type": "str", "default": ".llmfleet-install.json"},
+    "link": {"type": "path"},
+    "python": {"type": "str"},
+    "python_version": {"type": "str"},
+    "state": {"type": "str", "choices": ["inspected", "recorded"], "default": "inspected"},
+}
 
 DIST_INFO = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
 
@@ -302,18 +367,7 @@ def record(module: AnsibleModule, venv: str, spec: dict[str, Any], marker_name: 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "spec": {"type": "dict", "required": True},
-            "package": {"type": "str", "required": True},
-            "version": {"type": "str"},
-            "entry_points": {"type": "list", "elements": "str", "default": []},
-            "marker": {"type": "str", "default": ".llmfleet-install.json"},
-            "link": {"type": "path"},
-            "python": {"type": "str"},
-            "python_version": {"type": "str"},
-            "state": {"type": "str", "choices": ["inspected", "recorded"], "default": "inspected"},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

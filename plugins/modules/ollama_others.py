@@ -17,64 +17,113 @@ DOCUMENTATION = r"""
 module: ollama_others
 short_description: Stop an Ollama on macOS that is not the role's own, and keep it from coming back
 description:
-  - Looks for every Ollama that is not the role's launchd job (I(own_label)): the Ollama app (its
-    login item C(com.ollama.ollama), bundle C(com.electron.ollama), and the C(ollama serve) it runs),
+  - >-
+    Looks for every Ollama that is not the role's launchd job (O(own_label)): the Ollama app (its login
+    item C(com.ollama.ollama), its bundle C(com.electron.ollama), and the C(ollama serve) it runs),
     Homebrew's service (C(homebrew.mxcl.ollama), a LaunchAgent of the account that started it or, after
     C(sudo brew services start), a LaunchDaemon), and an C(ollama serve) started by hand.
-  - Reads C(lsof) for the listener on I(port), C(ps) for the processes, C(launchctl list),
+  - >-
+    Reads C(lsof) for the listener on O(port), C(ps) for the processes, and C(launchctl list),
     C(launchctl print gui/<uid>/<label>) and C(launchctl print-disabled gui/<uid>) for the jobs.
-  - Takes over: boots the foreign launchd jobs out, sends SIGTERM to the app and to every other Ollama
-    server (SIGKILL to one still there after I(wait) seconds), and disables the app's login item and
-    Homebrew's agent (C(launchctl disable), undone by C(launchctl enable) or C(brew services start)),
-    so neither holds the port again at the next login. Nothing is deleted: the app, Homebrew's files
-    and every model store stay.
-  - Fails, changing nothing, when the port is held by a program that is not an Ollama.
-  - In check mode reports what it would stop (changed) and changes nothing.
-  - Not run in CI (no macOS there): its parsing and decisions are unit-tested with outputs written from
-    the tools' documented formats (tests/fixtures/macos/).
+  - >-
+    Takes over: boots the other launchd jobs out, sends SIGTERM to the app and to every other Ollama
+    server (SIGKILL to one still holding the port after O(wait) seconds), and disables the app's login
+    item and Homebrew's agent (C(launchctl disable), which C(launchctl enable) or C(brew services start)
+    undo), so neither holds the port again at the next login. Nothing is deleted: the app, Homebrew's
+    files and every model store stay.
+  - >-
+    Fails, changing nothing, when the port is held by a program that is not an Ollama.
+author:
+  - llmfleet maintainers
 options:
   port:
-    description: The port the role's Ollama listens on.
+    description:
+      - The port the role's Ollama listens on.
     type: int
     required: true
   own_label:
-    description: The label of the role's launchd job (in the system domain).
+    description:
+      - The label of the role's launchd job (in the system domain).
     type: str
     required: true
   users:
-    description: Accounts whose login items to look at, besides the owners of the Ollama processes found.
+    description:
+      - >-
+        Accounts whose login items to look at, besides the owners of the Ollama processes found.
     type: list
     elements: str
     default: []
   models_path:
-    description: The role's model store, to say where a foreign server's models are.
+    description:
+      - The role's model store, to say in the report where another server's models are.
     type: str
     default: ""
   apps:
-    description: Where the Ollama app may be installed (C(~) is each account's home).
+    description:
+      - Where the Ollama app may be installed (C(~) is each account's home).
     type: list
     elements: str
     default: [/Applications/Ollama.app, ~/Applications/Ollama.app]
   wait:
-    description: Seconds to wait for a stopped server to free the port.
+    description:
+      - Seconds to wait for a stopped server to free the port.
     type: int
     default: 15
+attributes:
+  check_mode:
+    description: Reports what it would stop (changed) and changes nothing.
+    support: full
+  diff_mode:
+    description: Shows the other Ollamas found and what the run does about them.
+    support: full
+  platform:
+    description: macOS only.
+    support: full
+    platforms: darwin
+notes:
+  - >-
+    Not run in CI, which has no macOS: its parsing and decisions are unit-tested with outputs written
+    from the tools' documented formats (tests/fixtures/macos/).
+"""
+
+EXAMPLES = r"""
+- name: Stop any other Ollama, so the role's launchd job gets the port
+  llmfleet.llmfleet.ollama_others:
+    port: 11434
+    own_label: com.llmfleet.ollama
+    users: [alice]
+    models_path: /Users/alice/.ollama/models
+    apps: [/Applications/Ollama.app, ~/Applications/Ollama.app]
+  register: __ollama_others
 """
 
 RETURN = r"""
 found:
   description: What was found, one sentence each (empty when only the role's own server runs).
   type: list
+  elements: str
   returned: always
 actions:
   description: What was (in check mode, would be) done, as the commands it runs.
   type: list
+  elements: str
   returned: always
+  sample: [launchctl bootout gui/501/com.ollama.ollama, kill -TERM 812, launchctl disable gui/501/com.ollama.ollama]
 taking_over:
-  description: Whether another Ollama was (would be) stopped, not only kept from the next login.
+  description: Whether another Ollama was (would be) stopped, not only kept from starting at the next login.
   type: bool
   returned: always
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "port": {"type": "int", "required": True},
+    "own_label": {"type": "str", "required": True},
+    "users": {"type": "list", "elements": "str", "default": []},
+    "models_path": {"type": "str", "default": ""},
+    "apps": {"type": "list", "elements": "str", "default": ["/Applications/Ollama.app", "~/Applications/Ollama.app"]},
+    "wait": {"type": "int", "default": 15},
+}
 
 # launchd labels of the other Ollamas: the app's login item and Homebrew's service.
 APP_LABEL = "com.ollama.ollama"
@@ -309,14 +358,7 @@ def _foreign_listeners(module: AnsibleModule, pids: list[int]) -> list[int]:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "port": {"type": "int", "required": True},
-            "own_label": {"type": "str", "required": True},
-            "users": {"type": "list", "elements": "str", "default": []},
-            "models_path": {"type": "str", "default": ""},
-            "apps": {"type": "list", "elements": "str", "default": ["/Applications/Ollama.app", "~/Applications/Ollama.app"]},
-            "wait": {"type": "int", "default": 15},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     todo = _look(module)

@@ -18,52 +18,96 @@ DOCUMENTATION = r"""
 module: ollama_pull
 short_description: Pull models into the local Ollama server, all at once
 description:
-  - Sends one C(POST /api/pull) (not streamed) per model, all models in parallel, and waits for every
-    pull to end. A pull that fails is retried up to I(retries) times, I(delay) seconds apart, when the
+  - >-
+    Sends one C(POST /api/pull) (not streamed) per model, all models in parallel, and waits for every
+    pull to end. A pull that fails is retried up to O(retries) times, O(delay) seconds apart, when the
     failure may pass: no answer, a timeout, or a status of 408, 429 or 5xx. Any other answer is final.
-  - The caller decides what to pull (the role pulls only missing models), so every model pulled is a
-    change. The module fails, after all pulls have ended, naming each model that could not be pulled
-    and why.
-  - Runs on the host, in one task, instead of an async task per model and a polling task: there is no
-    polling delay, and no async job a connection plugin has to look after.
+  - >-
+    The caller decides what to pull (the role pulls only the missing models), so every model pulled is a
+    change. After all pulls have ended, the module fails naming each model that could not be pulled and
+    why.
+  - >-
+    It runs on the host in one task, instead of an async task per model and a polling task: there is no
+    polling delay, and no async job for a connection plugin to look after.
+author:
+  - llmfleet maintainers
 options:
   url:
-    description: Base URL of the Ollama API, e.g. C(http://127.0.0.1:11434). Reached without a proxy.
+    description:
+      - Base URL of the Ollama API, for example C(http://127.0.0.1:11434). Reached without a proxy.
     type: str
     required: true
   models:
-    description: The models to pull, as C(ollama pull) takes them.
+    description:
+      - The models to pull, as C(ollama pull) takes them. A model given twice is pulled once.
     type: list
     elements: str
     required: true
   timeout:
-    description: Seconds one pull may take (one attempt).
+    description:
+      - Seconds one attempt at a pull may take (at least 1).
     type: int
     default: 7200
   retries:
-    description: Further attempts after a pull failed in a way that may pass.
+    description:
+      - Further attempts after a pull failed in a way that may pass.
     type: int
     default: 2
   delay:
-    description: Seconds between attempts.
+    description:
+      - Seconds between two attempts.
     type: int
     default: 10
+attributes:
+  check_mode:
+    description: Reports every model as to be pulled (changed) and pulls nothing.
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Pull the missing models
+  llmfleet.llmfleet.ollama_pull:
+    url: http://127.0.0.1:11434
+    models: [qwen2.5-coder:7b, nomic-embed-text]
+    timeout: 3600
+    retries: 3
+    delay: 30
 """
 
 RETURN = r"""
 pulled:
-  description: The models that were pulled.
+  description: The models that were pulled (in check mode, all of O(models)).
   type: list
+  elements: str
   returned: always
+  sample: [qwen2.5-coder:7b]
 failed_models:
   description: The models that could not be pulled.
   type: list
+  elements: str
   returned: always
+  sample: []
 results:
-  description: Per model, in the order given, C(model), C(status) (0 without an answer), C(error), C(attempts).
+  description: >-
+    Per model, in the order given, C(model), C(status) (the HTTP status, 0 without an answer), C(error)
+    and C(attempts). Empty in check mode.
   type: list
+  elements: dict
   returned: always
+  sample: [{model: "qwen2.5-coder:7b", status: 200, error: "", attempts: 1}]
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "url": {"type": "str", "required": True},
+    "models": {"type": "list", "elements": "str", "required": True},
+    "timeout": {"type": "int", "default": 7200},
+    "retries": {"type": "int", "default": 2},
+    "delay": {"type": "int", "default": 10},
+}
 
 _RETRYABLE = {408, 429}
 
@@ -135,13 +179,7 @@ def failure_message(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "required": True},
-            "models": {"type": "list", "elements": "str", "required": True},
-            "timeout": {"type": "int", "default": 7200},
-            "retries": {"type": "int", "default": 2},
-            "delay": {"type": "int", "default": 10},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

@@ -9,36 +9,69 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: vllm_macos_host
-short_description: Check a Mac against vLLM's source build and Apple CPU backend, read-only
+short_description: Check a Mac against vLLM's source build and its Apple CPU backend, read-only
 description:
-  - Reads the macOS version (C(sw_vers)), the Command Line Tools' receipt
+  - >-
+    Reads the macOS version (C(sw_vers)), the Command Line Tools' receipt
     (C(pkgutil --pkg-info=com.apple.pkg.CLTools_Executables)), the developer directory
-    (C(xcode-select -p)), the compiler (C(xcrun clang --version)) and whether the CPU has BF16
+    (C(xcode-select -p)), the compiler's version (C(xcrun clang --version)) and whether the CPU has BF16
     (C(sysctl -n hw.optional.arm.FEAT_BF16)).
-  - Fails, naming what is missing and how to get it, when the macOS version is below I(needs.macos),
-    or, for a source build (I(build)), the Command Line Tools are missing or older than I(needs.clt),
-    or Apple clang is older than I(needs.clang); and when a model is served with C(bfloat16) on a CPU
-    without BF16 (vLLM's Apple CPU backend then supports float16 and float32 only).
-  - Never runs the C(clang) shim without a developer directory (it would open the installer dialog).
-  - Changes nothing; runs in check mode too. Not run in CI (no macOS there): its parsing and decisions
-    are unit-tested with outputs written from the tools' documented formats (tests/fixtures/macos/).
+  - >-
+    Fails, naming what is missing and how to get it, when the macOS version is below the C(macos) of
+    O(needs); for a source build (O(build)), when the Command Line Tools are missing or older than the
+    C(clt) of O(needs), or Apple clang is older than its C(clang); and when a model is served with
+    C(bfloat16) on a CPU without BF16 (vLLM's Apple CPU backend then computes in float16 and float32
+    only).
+  - >-
+    Never runs the C(clang) shim without a developer directory (it would open the installer's dialog).
+  - Changes nothing.
+author:
+  - llmfleet maintainers
 options:
   needs:
-    description: Minimum versions, C(macos), C(clt) and C(clang), as dotted numbers.
+    description:
+      - The minimum versions, C(macos), C(clt) and C(clang), as dotted numbers.
     type: dict
     required: true
   build:
-    description: Whether vLLM is built from source here (then the toolchain is checked).
+    description:
+      - Whether vLLM is built from source on this Mac (then the toolchain is checked).
     type: bool
     default: true
   dtypes:
-    description: The dtype of each served model, by its name.
+    description:
+      - The dtype of each served model, by the model's name.
     type: dict
     default: {}
   host:
-    description: The host's name for the messages.
+    description:
+      - The host's name in the messages.
     type: str
     default: this Mac
+attributes:
+  check_mode:
+    description: Runs in check mode as in a real run (it only reads).
+    support: full
+  diff_mode:
+    description: Has nothing to show as a diff.
+    support: none
+  platform:
+    description: macOS only.
+    support: full
+    platforms: darwin
+notes:
+  - >-
+    Not run in CI, which has no macOS: its parsing and decisions are unit-tested with outputs written from
+    the tools' documented formats (tests/fixtures/macos/).
+"""
+
+EXAMPLES = r"""
+- name: Check the Mac before vLLM is built and served on it
+  llmfleet.llmfleet.vllm_macos_host:
+    needs: {macos: "14.0", clt: "15.4", clang: "15.0.0"}
+    build: true
+    dtypes: {coder: auto, reviewer: bfloat16}
+    host: "{{ inventory_hostname }}"
 """
 
 RETURN = r"""
@@ -46,19 +79,30 @@ macos:
   description: The macOS version (C(sw_vers -productVersion)).
   type: str
   returned: always
+  sample: "14.5"
 clt:
-  description: The Command Line Tools' version, C("") when not installed.
+  description: The Command Line Tools' version; empty when they are not installed or O(build) is false.
   type: str
   returned: always
+  sample: "15.3.0.0.1.1708646388"
 clang:
-  description: The Apple clang version, C("") when none was found.
+  description: The Apple clang version; empty when none was found or O(build) is false.
   type: str
   returned: always
+  sample: "15.0.0"
 bf16:
-  description: Whether the CPU has BF16 (FEAT_BF16).
+  description: Whether the CPU has BF16 (C(FEAT_BF16)).
   type: bool
   returned: always
 """
+
+# The options as AnsibleModule takes them; DOCUMENTATION's options say the same (tests/test_module_docs.py).
+ARGUMENT_SPEC = {
+    "needs": {"type": "dict", "required": True},
+    "build": {"type": "bool", "default": True},
+    "dtypes": {"type": "dict", "default": {}},
+    "host": {"type": "str", "default": "this Mac"},
+}
 
 CLT_PACKAGE = "com.apple.pkg.CLTools_Executables"
 
@@ -136,12 +180,7 @@ def problems(
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "needs": {"type": "dict", "required": True},
-            "build": {"type": "bool", "default": True},
-            "dtypes": {"type": "dict", "default": {}},
-            "host": {"type": "str", "default": "this Mac"},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     _rc, out, _err = module.run_command(["sw_vers"])
