@@ -28,7 +28,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from llmfleet import cli, ee, testbed
+from llmfleet import cli, ee, pipstage
 
 ROOT = Path(__file__).resolve().parents[1]
 EE_DIR = ROOT / "execution-environment"
@@ -199,8 +199,8 @@ def test_build_gets_the_hosts_pip_settings_and_ca(tmp_path: Path) -> None:
     volumes = ee.stage_pip(out, {"find-links": str(wheels), "cert": str(ca), "index-url": "https://mirror.example/simple"})
     conf = ConfigParser()
     conf.read(out / "pip.conf")
-    assert conf["global"]["cert"] == f"{testbed.PIP_MOUNT}/ca.pem"
+    assert conf["global"]["cert"] == f"{pipstage.PIP_MOUNT}/ca.pem"
     assert (out / "ca.pem").read_text() == ca.read_text()
     assert conf["global"]["index-url"] == "https://mirror.example/simple"
-    assert list((out / Path(conf["global"]["find-links"]).relative_to(testbed.PIP_MOUNT)).iterdir())
-    assert volumes == [f"{out}:{testbed.PIP_MOUNT}", f"{out}/pip.conf:/etc/pip.conf"]
+    assert list((out / Path(conf["global"]["find-links"]).relative_to(pipstage.PIP_MOUNT)).iterdir())
+    assert volumes == [f"{out}:{pipstage.PIP_MOUNT}", f"{out}/pip.conf:/etc/pip.conf"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet import testbed
+from llmfleet import pipstage, testbed
 
 DEB822 = """\
 # the main archive
@@ -101,12 +101,12 @@ def test_host_pip_settings_are_staged_for_the_containers(tmp_path: Path) -> None
         "default-timeout": "180",
         "cache-dir": "/host/cache",
     }
-    rewritten = testbed.stage_host_pip(settings, out)
-    mount = testbed.PIP_MOUNT
+    rewritten = pipstage.stage_host_pip(settings, out)
+    mount = pipstage.PIP_MOUNT
     assert rewritten["find-links"] == f"{mount}/dirs/1"
     assert rewritten["extra-index-url"] == f"file://{mount}/dirs/2/simple https://mirror.example/simple"
     assert rewritten["constraint"] == f"{mount}/files/3-constraints.txt"
-    assert rewritten["cert"] == testbed.CONTAINER_CA_BUNDLE
+    assert rewritten["cert"] == pipstage.CONTAINER_CA_BUNDLE
     assert "cache-dir" not in rewritten
     assert (out / "dirs/1/torch-1+cpu-cp311-none-any.whl").read_bytes() == b"wheel"
     assert (out / "files/3-constraints.txt").read_text() == "torch<=2.14.1\n"
@@ -124,12 +124,12 @@ def test_staging_again_keeps_the_mounted_directory(tmp_path: Path) -> None:
     wheels.mkdir()
     (wheels / "a.whl").write_bytes(b"a")
     out = tmp_path / "out"
-    testbed.stage_host_pip({"find-links": str(wheels)}, out)
+    pipstage.stage_host_pip({"find-links": str(wheels)}, out)
     inode = out.stat().st_ino
-    testbed.stage_host_pip({"find-links": str(wheels)}, out)
+    pipstage.stage_host_pip({"find-links": str(wheels)}, out)
     assert out.stat().st_ino == inode, "an unchanged configuration must not replace the directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "wheels"], "no staging leftovers"
-    testbed.stage_host_pip({"find-links": str(wheels), "default-timeout": "60"}, out)
+    pipstage.stage_host_pip({"find-links": str(wheels), "default-timeout": "60"}, out)
     assert "default-timeout = 60" in (out / "pip.conf").read_text()
 
 

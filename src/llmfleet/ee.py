@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from llmfleet import testbed
+from llmfleet import pipstage
 from llmfleet.errors import UsageError
 
 DEFINITION = Path("execution-environment") / "execution-environment.yml"
@@ -82,11 +82,11 @@ def stage_pip(out: Path, settings: Mapping[str, str] | None = None) -> list[str]
     `out`, paths rewritten to where the build sees them). The CA bundle pip trusts here is staged
     too, so the build trusts the same mirrors whatever CA path the base image uses.
     """
-    settings = dict(testbed.host_pip_settings() if settings is None else settings)
+    settings = dict(pipstage.host_pip_settings() if settings is None else settings)
     cert = settings.pop("cert", "")
-    testbed.stage_host_pip(settings, out)
+    pipstage.stage_host_pip(settings, out)
     if cert and Path(cert).is_file():
         shutil.copyfile(cert, out / "ca.pem")
         with (out / "pip.conf").open("a") as conf:
-            conf.write(f"cert = {testbed.PIP_MOUNT}/ca.pem\n")
-    return [f"{out.absolute()}:{testbed.PIP_MOUNT}", f"{out.absolute() / 'pip.conf'}:/etc/pip.conf"]
+            conf.write(f"cert = {pipstage.PIP_MOUNT}/ca.pem\n")
+    return [f"{out.absolute()}:{pipstage.PIP_MOUNT}", f"{out.absolute() / 'pip.conf'}:/etc/pip.conf"]
