@@ -1,10 +1,22 @@
-"""Fixtures shared by the tests that run real ansible-runner on tests/playbooks."""
+"""Fixtures shared by the tests that run real ansible-runner on tests/playbooks.
+
+The checkout is also the collection llmfleet.llmfleet: playbooks/collections/ansible_collections/llmfleet/llmfleet
+links to it. With playbooks/collections on sys.path, the plugins' own imports of the collection's shared code
+(`from ansible_collections.llmfleet.llmfleet.plugins.module_utils.<name> import ...`) work when a test
+loads a plugin file by its path, as they do when Ansible loads it. `ansible_collections` is a namespace
+package: the collections the `ansible` package installs in site-packages stay importable beside ours.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+_COLLECTIONS = str(Path(__file__).resolve().parents[1] / "playbooks" / "collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.append(_COLLECTIONS)
 
 
 @pytest.fixture

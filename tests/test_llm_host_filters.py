@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from _modules import load_module
+import yaml
+from _modules import ROOT, load_module
 
 team = load_module("plugins/filter/llm_host_team.py")
 # The continue role checks its developers' models against what llm_host publishes of the server.
@@ -124,3 +127,30 @@ def test_a_server_address_that_is_not_a_host_name_is_named_to_its_clients(addres
     assert cc.team_model_errors([], server) == server["errors"]
     assert "errors" not in team.team_endpoints("team-gpu", "alice-laptop", {"llm_host_expose": True,
                                                                          "llm_host_advertised_name": "fd00::5"})
+
+
+def _roles_with(tmp_path: Path, **ports: int) -> str:
+    """A copy of the roles' defaults files with some defaults changed."""
+    for role in ("ollama", "open_webui"):
+        defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+        defaults.update({k: v for k, v in ports.items() if k.startswith(role + "_port")})
+        (tmp_path / role / "defaults").mkdir(parents=True)
+        (tmp_path / role / "defaults" / "main.yml").write_text(yaml.safe_dump(defaults))
+    return str(tmp_path)
+
+
+def test_unset_ports_are_the_roles_own_defaults() -> None:
+    # Read from roles/ollama and roles/open_webui, not copied: the server's inventory sets neither here.
+    result = team.team_endpoints("team-gpu", "alice-mbp", {"llm_host_expose": True, "llm_host_advertised_name": "gpu"})
+    assert result["ollama_url"] == "http://gpu:11434" and result["open_webui_url"] == "http://gpu:8080"
+    assert team.default_ports() == {"ollama": 11434, "open_webui": 8080}
+
+
+def test_a_changed_role_default_is_what_clients_get(tmp_path: Path) -> None:
+    roles = _roles_with(tmp_path, ollama_port=11500, open_webui_port=3000)
+    result = team.team_endpoints("team-gpu", "alice-mbp", {"llm_host_expose": True, "llm_host_advertised_name": "gpu"},
+                                 roles_dir=roles)
+    assert result["ollama_url"] == "http://gpu:11500" and result["open_webui_url"] == "http://gpu:3000"
+    # The inventory's own setting still wins over the default.
+    assert team.team_endpoints("team-gpu", "bob", {**SERVER, "ollama_port": 12000}, roles_dir=roles)["ollama_url"] == (
+        "http://team-gpu.lan:12000")

@@ -48,7 +48,7 @@ def test_launchd_plist_follows_host_and_models_settings(tmp_path: Path) -> None:
 
 def test_systemd_files_for_linux(tmp_path: Path) -> None:
     out = _render(tmp_path, "Linux", ["etc/systemd/system/ollama.service", "etc/ollama/ollama.env"],
-                  ollama_environment={"OLLAMA_ORIGINS": 'say "hi" \\ back', "OLLAMA_HOST": "0.0.0.0:11434"})
+                  ollama_environment={"OLLAMA_ORIGINS": 'say "hi" \\ back $HOME', "OLLAMA_HOST": "0.0.0.0:11434"})
     unit = (out / "ollama.service").read_text()
     assert "ExecStart=/opt/llmfleet/ollama/current/bin/ollama serve" in unit
     assert "User=ollama" in unit and "EnvironmentFile=/etc/ollama/ollama.env" in unit
@@ -63,10 +63,11 @@ def test_systemd_files_for_linux(tmp_path: Path) -> None:
                    "MemoryDenyWriteExecute"]:
         assert not [line for line in directives if line.startswith(closed + "=")]
     env = (out / "ollama.env").read_text().splitlines()
-    # The inventory's OLLAMA_HOST wins over the computed one; quotes and backslashes are escaped.
+    # The inventory's OLLAMA_HOST wins over the computed one; quotes, backslashes and $ are escaped
+    # (the collection's env_file rule, tests/test_env_file.py).
     assert 'OLLAMA_HOST="0.0.0.0:11434"' in env
     assert 'OLLAMA_MODELS="/usr/share/ollama/.ollama/models"' in env
-    assert 'OLLAMA_ORIGINS="say \\"hi\\" \\\\ back"' in env
+    assert 'OLLAMA_ORIGINS="say \\"hi\\" \\\\ back \\$HOME"' in env
 
 
 def test_ollama_cloud_is_off_unless_llm_host_telemetry(tmp_path: Path) -> None:

@@ -1,45 +1,12 @@
-"""The open_webui role's environment files and connection checks."""
+"""The open_webui role's connection checks (its environment files: tests/test_env_file.py)."""
 
 from __future__ import annotations
-
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from _modules import load_module
 
 ow = load_module("plugins/filter/open_webui_env.py")
-
-TRICKY = {"A": 'say "hi" \\ $HOME `x`', "B": "it's", "C": True, "D": 3, "E": None}
-
-
-def test_systemd_dialect_escapes_and_sorts() -> None:
-    assert ow.env_file(TRICKY) == (
-        'A="say \\"hi\\" \\\\ \\$HOME \\`x\\`"\n'
-        'B="it\'s"\n'
-        'C="true"\n'
-        'D="3"\n'
-    )
-
-
-def test_sh_dialect_round_trips_through_sh(tmp_path: Path) -> None:
-    env = tmp_path / "env"
-    env.write_text(ow.env_file(TRICKY, "sh"))
-    out = subprocess.run(["sh", "-c", 'set -a; . "$1"; printf "%s|%s|%s|%s|%s" "$A" "$B" "$C" "$D" "${E-unset}"',
-                          "sh", str(env)], capture_output=True, text=True, check=True).stdout
-    assert out == 'say "hi" \\ $HOME `x`|it\'s|true|3|unset'
-
-
-@pytest.mark.parametrize("bad", [{"A": "two\nlines"}, {"1A": "x"}, {"A-B": "x"}])
-def test_unsafe_entries_are_refused(bad: dict) -> None:
-    with pytest.raises(ValueError):
-        ow.env_file(bad)
-
-
-def test_unknown_dialect() -> None:
-    with pytest.raises(ValueError):
-        ow.env_file({}, "fish")
 
 
 def test_good_connections() -> None:

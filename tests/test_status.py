@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.env_file import env_file, exec_args
 from rich.console import Console
 
 from llmfleet.report import ExitCode
-from llmfleet.status import render_status, status_rows
+from llmfleet.status import render_status, status_rows, vllm_placement
 from test_runner import LOCAL_HOST, run, write_inventory
 
 SERVER = {
@@ -90,3 +91,17 @@ def test_each_vllm_server_shows_where_it_runs() -> None:
                                '/etc/vllm/tiny.env:VLLM_CPU_KVCACHE_SPACE="4"']}
     assert (("box", "vllm", "vllm@tiny: failed on CPU, KV cache 4 GiB", "0.33.0", "0.33.0", "not running")
             in status_rows({"box": laptop}))
+
+
+
+def test_quoted_vllm_arguments_are_read_as_the_server_gets_them() -> None:
+    # The settings files as the vllm role writes them: each argument quoted for systemd (JSON, spaces,
+    # quotes, $), inside the file's own double quotes.
+    args = ["--model", "m", "--override-generation-config", '{"temperature": 0.5}', "--note", "it's $HOME \\ `x`",
+            "--tensor-parallel-size", "2"]
+    multi = ["--model", "m", "--tensor-parallel-size", "4", "--note", "two\nlines"]
+    lines = [f"/etc/vllm/{name}.env:{line}"
+             for name, argv in (("json", args), ("multi", multi))
+             for line in env_file({"LLMFLEET_VLLM_ARGS": exec_args(argv)}).splitlines()
+             if line.startswith("LLMFLEET_VLLM_ARGS=")]  # grep's lines: an argument's first line only
+    assert vllm_placement(lines) == {"json": "GPUs 0,1", "multi": "GPUs 0,1,2,3"}

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from _modules import load_module
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils import vllm_serving
 
 vm = load_module("plugins/filter/vllm_models.py")
 
@@ -29,7 +30,6 @@ def test_a_good_list_has_no_errors() -> None:
     ({**GOOD, "max_model_len": 0}, "max_model_len must be"),
     ({**GOOD, "kv_cache_gb": -1}, "kv_cache_gb"),
     ({**GOOD, "extra_args": ["--port", "9"]}, "extra_args sets ['--port']"),
-    ({**GOOD, "extra_args": ["--x y"]}, "must not contain spaces"),
     ({**GOOD, "environment": {"VLLM_API_KEY": "k"}}, "VLLM_API_KEY is set by vllm_api_key; remove it from its environment"),
     ({**GOOD, "gpu": 1}, "unknown keys ['gpu']"),
     ("coder", "must be a mapping"),
@@ -38,6 +38,18 @@ def test_bad_entries_are_named_with_the_fix(entry: object, message: str) -> None
     errors = vm.model_errors([entry], owners={"VLLM_API_KEY": "vllm_api_key"})
     assert any(message in e for e in errors), errors
     assert errors[0].startswith("vllm_models[0]")
+
+
+def test_extra_args_may_hold_spaces_quotes_and_json() -> None:
+    # One argument per item: the settings file quotes each for systemd (plugins/module_utils/env_file.py).
+    entry = {**GOOD, "extra_args": ["--override-generation-config", '{"temperature": 0.5}', "--enforce-eager"]}
+    assert vm.model_errors([entry]) == []
+    assert vm.instances([entry])[0]["args"][-3:] == entry["extra_args"]
+
+
+def test_where_vllm_serves_is_the_shared_rule() -> None:
+    # The role's _vllm_is_enabled and Open WebUI's default connections read it (tests/test_module_utils.py).
+    assert vm.FilterModule().filters()["vllm_serves_here"] is vllm_serving.serves
 
 
 def test_duplicate_names() -> None:

@@ -9,10 +9,12 @@ import plistlib
 from pathlib import Path
 
 from rendering import render
+from test_env_file import systemd_env_file, systemd_exec_split
 
+JSON_ARG = '{"temperature": 0.5, "note": "it\'s $HOME \\\\ `x`"}'
 MODELS = [
     {"name": "coder", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "port": 8000, "api_key": 'k"ey<&>',
-     "extra_args": ["--enable-prefix-caching"]},
+     "extra_args": ["--enable-prefix-caching", "--override-generation-config", JSON_ARG]},
     {"name": "tiny", "model": "/srv/models/tiny", "port": 8001, "tool_call_parser": "", "kv_cache_gb": 2},
 ]
 
@@ -42,11 +44,18 @@ def test_systemd_unit_and_env_files(tmp_path: Path) -> None:
                                                                  "MemoryDenyWriteExecute", "RemoveIPC"))]
     coder = (out / "coder-instance.env").read_text().splitlines()
     args = next(line for line in coder if line.startswith("LLMFLEET_VLLM_ARGS="))
-    assert args == ('LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host 127.0.0.1 '
-                    '--port 8000 --max-model-len 16384 --dtype auto --gpu-memory-utilization 0.46 '
-                    '--enable-auto-tool-choice --tool-call-parser hermes --enable-prefix-caching"')
+    assert args.startswith('LLMFLEET_VLLM_ARGS="--model Qwen/Qwen2.5-Coder-7B-Instruct --served-model-name coder --host '
+                           '127.0.0.1 --port 8000 --max-model-len 16384 --dtype auto --gpu-memory-utilization 0.46 '
+                           '--enable-auto-tool-choice --tool-call-parser hermes --enable-prefix-caching '
+                           '--override-generation-config \\"{')
     assert 'VLLM_API_KEY="k\\"ey<&>"' in coder and 'HF_TOKEN="hf_secret"' in coder
     assert 'HF_HOME="/var/lib/vllm/huggingface"' in coder and 'VLLM_NO_USAGE_STATS="1"' in coder
+    # An argument holding JSON, spaces, quotes, $ and a backslash reaches vLLM whole: through systemd's
+    # reading of the file, then ExecStart's split of $LLMFLEET_VLLM_ARGS (both as tests/test_env_file.py reads them).
+    env = systemd_env_file("\n".join(coder) + "\n")
+    assert systemd_exec_split(env["LLMFLEET_VLLM_ARGS"])[-4:] == ["hermes", "--enable-prefix-caching",
+                                                                  "--override-generation-config", JSON_ARG]
+    assert env["VLLM_API_KEY"] == 'k"ey<&>'
     tiny = (out / "tiny-instance.env").read_text()
     assert "--tool-call-parser" not in tiny and 'VLLM_CPU_KVCACHE_SPACE="2"' in tiny
     assert "VLLM_API_KEY" not in tiny
@@ -60,6 +69,8 @@ def test_launchd_plists(tmp_path: Path) -> None:
                                              "vllm.entrypoints.openai.api_server"]
     assert plist["ProgramArguments"][3:7] == ["--model", "Qwen/Qwen2.5-Coder-7B-Instruct", "--served-model-name",
                                               "coder"]
+    # launchd passes each argument as it is: XML-escaped in the plist, never shell-quoted.
+    assert plist["ProgramArguments"][-2:] == ["--override-generation-config", JSON_ARG]
     assert plist["UserName"] == "alice"
     env = plist["EnvironmentVariables"]
     assert env["VLLM_API_KEY"] == 'k"ey<&>' and env["HF_HOME"] == "/Users/alice/.cache/huggingface"

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder
+
 # Model roles config.yaml accepts (config-yaml 1.42.0, modelRolesSchema).
 ROLES = ("chat", "autocomplete", "embed", "rerank", "edit", "apply", "summarize", "subagent")
 # Top-level model keys config-yaml 1.42.0 knows. Its parser drops unknown keys without a word, so a
@@ -42,9 +44,6 @@ _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
 # http(s)://host[:port][/path]: a host name, an IPv4 or an [IPv6] address.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/\S*)?")
-# Values people leave in an inventory for a secret they have not filled in.
-_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
-                          re.IGNORECASE)
 
 
 def plain(value: Any) -> Any:
@@ -178,11 +177,6 @@ def _named(entries: Any, what: str, key: str, errors: list[str]) -> list[dict[st
     return out
 
 
-def _is_placeholder(value: Any) -> bool:
-    text = str(value)
-    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
-
-
 def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
     """The API bases must be URLs and the key no placeholder (named by setting, never by value)."""
     errors = []
@@ -190,7 +184,7 @@ def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
         value = settings.get(key)
         if value and (not isinstance(value, str) or not _URL.fullmatch(value)):
             errors.append(f"{key} (continue_{key}) {value!r} is not an http(s):// URL, e.g. http://team-gpu.lan:8000/v1")
-    if _is_placeholder(settings.get("vllm_api_key") or ""):
+    if is_placeholder(settings.get("vllm_api_key") or ""):
         errors.append("vllm_api_key (continue_vllm_api_key) holds a placeholder, not a key: put the real key in the "
                       "vault and point the variable at it, or leave it empty")
     return errors

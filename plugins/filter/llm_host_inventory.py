@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.collection import LOADER, ROLES_DIR
+
 PREFIXES = ("ollama_", "open_webui_", "vllm_", "continue_", "llm_host_", "llm_firewall_")
 # Set by the roles themselves (set_fact), not by the inventory: what llm_host detected and the team
 # server's URLs, what llm_host's paths entry point moved aside (tests/test_llm_host_inventory.py
@@ -47,14 +49,10 @@ _NEAR_DISTANCE = 2
 # The YAML words Ansible reads as booleans.
 _BOOL_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "y", "n"})
 _SECRET = re.compile(r"(password|token|secret|(^|_)key)$", re.IGNORECASE)
-# libyaml's loader when PyYAML has it: each task runs in a fresh worker, so the specs are read on every
-# run (20 ms instead of 170 ms here).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
 
 @functools.lru_cache(maxsize=4)
-def declared_options(roles_dir: str = _ROLES_DIR) -> dict[str, dict[str, Any]]:
+def declared_options(roles_dir: str = ROLES_DIR) -> dict[str, dict[str, Any]]:
     """Every option of every entry point of the roles in `roles_dir` (the first spec seen wins)."""
     options: dict[str, dict[str, Any]] = {}
     for role in sorted(os.listdir(roles_dir)):
@@ -62,7 +60,7 @@ def declared_options(roles_dir: str = _ROLES_DIR) -> dict[str, dict[str, Any]]:
         if not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as handle:
-            specs = (yaml.load(handle, Loader=_LOADER) or {}).get("argument_specs") or {}
+            specs = (yaml.load(handle, Loader=LOADER) or {}).get("argument_specs") or {}
         for entry in ("main", *sorted(set(specs) - {"main"})):
             for name, spec in ((specs.get(entry) or {}).get("options") or {}).items():
                 options.setdefault(name, spec or {})
@@ -213,7 +211,7 @@ def _check_options(path: str, value: Mapping[str, Any], options: Mapping[str, An
     return problems
 
 
-def inventory_problems(host_vars: Mapping[str, Any], own: Any = (), roles_dir: str = _ROLES_DIR) -> list[str]:
+def inventory_problems(host_vars: Mapping[str, Any], own: Any = (), roles_dir: str = ROLES_DIR) -> list[str]:
     """Each problem of the host's variables (see the module's docstring), one message per rule that fails.
 
     `host_vars` is `hostvars[inventory_hostname]`: what the inventory, group_vars, host_vars and -e

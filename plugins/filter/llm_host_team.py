@@ -14,7 +14,11 @@ from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-DEFAULT_PORTS = {"ollama": 11434, "open_webui": 8080, "vllm": 8000}
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.collection import ROLES_DIR, role_defaults
+
+# vLLM's own default port (`vllm serve --port`), for an entry without one: the vllm role has no default,
+# its preflight requires each entry's port. The other services' defaults are their roles' (default_ports).
+VLLM_PORT = 8000
 # A DNS name (the server's own preflight checks it the same way: llm_host_settings.is_host_name).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
@@ -54,14 +58,22 @@ def _port(value: Any, default: int) -> int:
         return default
 
 
-def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None) -> dict[str, Any]:
+def default_ports(roles_dir: str = ROLES_DIR) -> dict[str, int]:
+    """The ports the ollama and open_webui roles listen on when the inventory sets none (their defaults)."""
+    return {"ollama": int(role_defaults("ollama", roles_dir)["ollama_port"]),
+            "open_webui": int(role_defaults("open_webui", roles_dir)["open_webui_port"])}
+
+
+def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None,
+                   roles_dir: str = ROLES_DIR) -> dict[str, Any]:
     """The team server's name, whether it serves the fleet, and its service URLs.
 
     `server` is llm_host_team_server (empty: no team server), `me` the calling host's
     inventory_hostname, `server_vars` the server's hostvars. A server reaches its own services on
     localhost; another host only when the server sets llm_host_expose, at llm_host_advertised_name
     (else ansible_host, else its inventory name). An unexposed server yields no URLs: its services
-    listen on loopback only.
+    listen on loopback only. Ports the server's inventory does not set are its roles' defaults, read
+    from `roles_dir` (the collection's roles).
     """
     result: dict[str, Any] = {"server": server or "", "exposed": False, "address": ""}
     if not server:
@@ -80,15 +92,16 @@ def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None) 
         result["errors"] = [f"the team server {server}'s address {str(address)!r} (its llm_host_advertised_name, else "
                             "ansible_host) is not a host name: write the name alone in its host_vars, e.g. "
                             "llm_host_advertised_name: team-gpu.lan (llmfleet adds http:// and each service's port)"]
-    ollama_port = _port(server_vars.get("ollama_port"), DEFAULT_PORTS["ollama"])
-    webui_port = _port(server_vars.get("open_webui_port"), DEFAULT_PORTS["open_webui"])
+    defaults = default_ports(roles_dir)
+    ollama_port = _port(server_vars.get("ollama_port"), defaults["ollama"])
+    webui_port = _port(server_vars.get("open_webui_port"), defaults["open_webui"])
     result["ollama_url"] = f"http://{address}:{ollama_port}"
     result["ollama_models"] = _served_ollama_models(server_vars)
     result["open_webui_url"] = f"http://{address}:{webui_port}"
     vllm_urls = {}
     for entry in server_vars.get("vllm_models") or []:
         if isinstance(entry, Mapping) and entry.get("name"):
-            vllm_urls[str(entry["name"])] = f"http://{address}:{_port(entry.get('port'), DEFAULT_PORTS['vllm'])}/v1"
+            vllm_urls[str(entry["name"])] = f"http://{address}:{_port(entry.get('port'), VLLM_PORT)}/v1"
     result["vllm_urls"] = vllm_urls
     if vllm_urls:
         result["vllm_url"] = next(iter(vllm_urls.values()))

@@ -1,7 +1,8 @@
-"""Filters that write Open WebUI's environment files and check its connection lists.
+"""Filters that check Open WebUI's settings and connection lists.
 
-Kept in Python so quoting (systemd's EnvironmentFile and POSIX sh read quotes differently) and the
-connection rules are unit-tested in tests/test_open_webui_filters.py.
+Kept in Python so the connection rules are unit-tested in tests/test_open_webui_filters.py. Its
+environment files are written by the collection's env_file filter (plugins/filter/env_file.py), like
+every other role's.
 """
 
 from __future__ import annotations
@@ -10,49 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder, placeholders
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.vllm_serving import serves
+
 # http(s)://host[:port][/path], matched whole (fullmatch: `$` would also match before a final line
 # break): a host name, an IPv4 or an [IPv6] address, and no ';' (the lists are joined with it).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/[^\s;]*)?")
-# Values people leave in an inventory for a secret they have not filled in ("none" is not one: it is
-# the key Open WebUI sends to a server that needs none).
-_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
-                          re.IGNORECASE)
 _LOOPBACK = ("127.0.0.1", "::1", "localhost", "[::1]")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def env_file(environment: Mapping[str, Any], dialect: str = "systemd") -> str:
-    """`NAME=value` lines, sorted, for systemd's EnvironmentFile= or for sh to source.
-
-    A None value leaves the variable out (that is how the inventory unsets a computed one). systemd
-    gets double quotes with `\\`, `"`, `$` and backquote escaped; sh gets single quotes, inside which
-    nothing expands. Newlines cannot be written safely for both readers and are refused.
-    """
-    if dialect not in ("systemd", "sh"):
-        raise ValueError(f"unknown environment file dialect {dialect!r}")
-    lines = []
-    for name in sorted(environment):
-        value = environment[name]
-        if value is None:
-            continue
-        if not _NAME.fullmatch(str(name)):
-            raise ValueError(f"{name!r} is not a valid environment variable name")
-        text = _text(value)
-        if "\n" in text or "\r" in text or "\0" in text:
-            raise ValueError(f"the value of {name} contains a line break or NUL")
-        if dialect == "systemd":
-            quoted = '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
-        else:
-            quoted = "'" + text.replace("'", "'\\''") + "'"
-        lines.append(f"{name}={quoted}")
-    return "".join(line + "\n" for line in lines)
 
 
 def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[Any]) -> list[str]:
@@ -82,17 +48,6 @@ def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[A
     return errors
 
 
-def is_placeholder(value: Any) -> bool:
-    """True for a secret left at a placeholder ("changeme", "<password>", blanks); never says which."""
-    text = str(value)
-    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
-
-
-def placeholders(secrets: Mapping[str, Any]) -> list[str]:
-    """The names of the secrets (name -> value) that hold a placeholder; the values stay out."""
-    return [str(name) for name, value in (secrets or {}).items() if is_placeholder(value)]
-
-
 def exposure_errors(host: str, environment: Mapping[str, Any], signup: Any, default_role: str) -> list[str]:
     """What makes an Open WebUI listening beyond loopback open to anyone who reaches it (empty: fine)."""
     if str(host).strip() in _LOOPBACK:
@@ -114,14 +69,10 @@ def vllm_connections(vllm_models: Iterable[Any], enabled: Any = "auto", host_typ
                      api_key: str = "") -> list[dict[str, str]]:
     """OpenAI connections to the vLLM servers the vllm role runs on this host, one per served model.
 
-    Mirrors the vllm role's rule for when it serves: `vllm_enabled` true, or "auto" on linux_cuda and
-    macos_arm64 hosts. Each connection carries the entry's api_key, else the role-wide key.
+    Where the vllm role serves by its own rule (module_utils/vllm_serving.py, the role's
+    _vllm_is_enabled). Each connection carries the entry's api_key, else the role-wide key.
     """
-    if isinstance(enabled, str) and enabled.lower() == "auto":
-        serving = host_type in ("linux_cuda", "macos_arm64")
-    else:
-        serving = str(enabled).lower() in ("true", "yes", "on", "1")
-    if not serving:
+    if not serves(enabled, host_type, vllm_models):
         return []
     connections = []
     for entry in vllm_models or []:
@@ -159,7 +110,6 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
-            "open_webui_env_file": env_file,
             "open_webui_connection_errors": connection_errors,
             "open_webui_placeholders": placeholders,
             "open_webui_exposure_errors": exposure_errors,

@@ -10,6 +10,9 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder, placeholders
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.vllm_serving import serves
+
 _KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilization", "tensor_parallel_size",
          "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args", "gpus"}
 # Matched whole (fullmatch: `$` would also match before a final line break).
@@ -20,9 +23,6 @@ DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 # Hugging Face organisations whose every repository is gated (a licence to accept, then a token):
 # known offline, unlike the gating of any other repository, which only the Hub can tell.
 GATED_PREFIXES = ("meta-llama/", "google/gemma")
-# Values people leave in an inventory for a secret they have not filled in.
-_PLACEHOLDER = re.compile(r"^(change[-_ ]?me|change[-_ ]?it|replace[-_ ]?me|password|secret|todo|tbd|fixme|x{3,}|\*+|<.*>|\.\.\.)$",
-                          re.IGNORECASE)
 _OWNED = {"--model", "--host", "--port", "--served-model-name", "--api-key", "--max-model-len", "--dtype",
           "--gpu-memory-utilization", "--tensor-parallel-size", "-tp", "--tool-call-parser",
           "--enable-auto-tool-choice"}
@@ -31,17 +31,6 @@ _OWNED = {"--model", "--host", "--port", "--served-model-name", "--api-key", "--
 def instance_name(name: str) -> str:
     """The systemd instance / launchd label suffix of a served name (vllm@<instance>)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
-
-
-def is_placeholder(value: Any) -> bool:
-    """True for a secret left at a placeholder ("changeme", "<token>", blanks); never says which."""
-    text = str(value)
-    return bool(text) and (not text.strip() or bool(_PLACEHOLDER.match(text.strip())))
-
-
-def placeholders(secrets: Mapping[str, Any]) -> list[str]:
-    """The names of the secrets (name -> value) that hold a placeholder; the values stay out."""
-    return [str(name) for name, value in (secrets or {}).items() if is_placeholder(value)]
 
 
 def port_number(value: Any) -> int | None:
@@ -168,8 +157,6 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
             clash = sorted({str(a).split("=", 1)[0] for a in extra} & _OWNED)
             if clash:
                 errors.append(f"{label}: extra_args sets {clash}; use the entry's own keys instead")
-            if any(any(c.isspace() for c in str(a)) for a in extra):
-                errors.append(f"{label}: extra_args items must not contain spaces (one argument per item)")
         env = entry.get("environment", {})
         if not isinstance(env, Mapping):
             errors.append(f"{label}: environment must be a mapping")
@@ -253,4 +240,6 @@ class FilterModule:
             "vllm_instances": instances,
             "vllm_instance_name": instance_name,
             "vllm_unlisted": unlisted,
+            # vllm_enabled on this host (true, false or auto), as the role and Open WebUI's defaults read it.
+            "vllm_serves_here": serves,
         }

@@ -36,10 +36,16 @@ def vllm_placement(lines: Iterable[str]) -> dict[str, str]:
     for line in lines or []:
         match = re.match(r"^(?:.*/)?([^/:]+)\.env:([A-Z_]+)=\"?(.*?)\"?$", line)
         if match:
-            settings.setdefault(match.group(1), {})[match.group(2)] = match.group(3)
+            # Inside the file's double quotes a backslash escapes \, ", $ and ` (the collection's
+            # plugins/module_utils/env_file.py); the arguments' own quoting is shlex's to read.
+            value = re.sub(r'\\([\\"$`])', r"\1", match.group(3))
+            settings.setdefault(match.group(1), {})[match.group(2)] = value
     placement = {}
     for instance, values in settings.items():
-        args = shlex.split(values.get("LLMFLEET_VLLM_ARGS", ""))
+        try:
+            args = shlex.split(values.get("LLMFLEET_VLLM_ARGS", ""))
+        except ValueError:  # an argument that spans lines: grep gave its first line only
+            args = values.get("LLMFLEET_VLLM_ARGS", "").split()
         option = {a: b for a, b in zip(args, args[1:]) if a.startswith("--")}
         if "VLLM_CPU_KVCACHE_SPACE" in values and "--gpu-memory-utilization" not in option:
             placement[instance] = f"CPU, KV cache {values['VLLM_CPU_KVCACHE_SPACE']} GiB"
