@@ -3,7 +3,7 @@ by a team's own playbook by fully qualified names, as README's "Use it from your
 
 Everything runs the real ansible-galaxy, ansible-playbook and ansible-lint. The consumer directory
 lies outside the checkout and has its own ansible.cfg, whose collections_path names only the
-temporary install: nothing is found through the checkout's own .collections link.
+temporary install: nothing is found through the checkout's own link (playbooks/collections).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_the_tarball_holds_what_a_consumer_runs_and_nothing_of_the_checkout_s_ow
         names = set(tar.getnames())
     tops = {name.split("/")[0] for name in names}
     assert {"roles", "playbooks", "plugins", "meta", "MANIFEST.json", "README.md"} <= tops
-    for absent in ("tests", "molecule", "src", "runs", ".cache", ".collections", ".venv", "bench", "tasks.py",
+    for absent in ("tests", "molecule", "src", "runs", ".cache", ".venv", "bench", "tasks.py",
                    "testbed", "scripts", "pyproject.toml"):
         assert absent not in tops, absent
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)

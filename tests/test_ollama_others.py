@@ -263,7 +263,7 @@ def test_the_module_reports_in_check_mode_and_fails_when_the_port_stays_taken(tm
         script.chmod(0o755)
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "playbooks" / "collections"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STRATEGY": "linear", "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     args = json.dumps({"port": 11434, "own_label": "com.llmfleet.ollama", "users": [], "models_path": MODELS, "wait": 1})

@@ -419,7 +419,7 @@ def test_host_lock_is_named_after_the_run_and_released_by_a_failed_host(
     lock_dir = tmp_path / "lock"
     config = project_dir / "ansible.cfg"
     config.write_text(config.read_text().replace("[defaults]\n", f"[defaults]\nroles_path = {PLAYBOOKS.parents[1] / 'roles'}\n"
-                                                f"collections_path = {PLAYBOOKS.parents[1] / '.collections'}\n"))
+                                                f"collections_path = {PLAYBOOKS.parents[1] / 'playbooks' / 'collections'}\n"))
     extravars = {"lock_dir": str(lock_dir), "_llm_host_lock_dirs": {"Linux": str(lock_dir), "Darwin": str(lock_dir)}}
     result = run("locked", two_hosts, project_dir, runs_dir, extravars=extravars)
     seen = json.loads((lock_dir / "seen-by-localhost.json").read_text())
