@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_url
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder
 
 # Model roles config.yaml accepts (config-yaml 1.42.0, modelRolesSchema).
@@ -42,8 +43,6 @@ _SEAL_LINE = re.compile(r"# llmfleet-sha1: ([0-9a-f]{40})\n")
 # Matched whole (fullmatch: `$` would also match before a final line break).
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
 # http(s)://host[:port][/path]: a host name, an IPv4 or an [IPv6] address.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/\S*)?")
 
 
 def plain(value: Any) -> Any:
@@ -182,7 +181,7 @@ def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
     errors = []
     for key in ("ollama_api_base", "vllm_api_base"):
         value = settings.get(key)
-        if value and (not isinstance(value, str) or not _URL.fullmatch(value)):
+        if value and (not isinstance(value, str) or not is_url(value)):
             errors.append(f"{key} (continue_{key}) {value!r} is not an http(s):// URL, e.g. http://team-gpu.lan:8000/v1")
     if is_placeholder(settings.get("vllm_api_key") or ""):
         errors.append("vllm_api_key (continue_vllm_api_key) holds a placeholder, not a key: put the real key in the "

@@ -1,43 +1,18 @@
 """Filters the roles' preflights share to check single settings: a host name, a URL, an account
 name, an environment override of what a role sets itself.
 
-llm_host runs first on every host, so its filters are loaded for the roles after it. Kept in Python
-so the patterns are anchored at both ends (re.fullmatch: Python's `$` also matches before a final
-line break) and unit-tested in tests/test_llm_host_settings.py.
+Kept in Python so the patterns are anchored at both ends (re.fullmatch: Python's `$` also matches
+before a final line break); the host name and URL rules are the collection's (module_utils/addresses.py).
+Unit-tested in tests/test_llm_host_settings.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
 
-# One DNS label: letters, digits, '-' (and '_', which some LANs use), not starting or ending with '-'.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?")
-# http(s)://host[:port][/path]: the host a name, an IPv4 address or an [IPv6] address.
-_URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/[^\s]*)?")
-
-
-def is_host_name(value: Any) -> bool:
-    """A DNS name or an IP address, with nothing else: no scheme, port, path or spaces."""
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return bool(_HOST_NAME.fullmatch(value)) and "\n" not in value
-
-
-def is_url(value: Any) -> bool:
-    """http(s)://host[:port][/path] with nothing before or after, and a port 1-65535 if one is given."""
-    if not isinstance(value, str) or not _URL.fullmatch(value):
-        return False
-    port = re.match(r"https?://[^/]*?:([0-9]+)(?:/|$)", value)
-    return not port or 1 <= int(port.group(1)) <= 65535
-
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_host_name, is_url
 
 # An account or group name as useradd and dscl take them (useradd's default NAME_REGEX, with '.' and
 # upper case for directory accounts), at most 32 characters.

@@ -7,33 +7,17 @@ tests/test_llm_host_filters.py.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_host_name
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.collection import ROLES_DIR, role_defaults
 
 # vLLM's own default port (`vllm serve --port`), for an entry without one: the vllm role has no default,
 # its preflight requires each entry's port. The other services' defaults are their roles' (default_ports).
 VLLM_PORT = 8000
-# A DNS name (the server's own preflight checks it the same way: llm_host_settings.is_host_name).
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
-
-
-def _is_host_name(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return len(value) <= 254 and bool(_HOST_NAME.fullmatch(value))
-
-
 def _served_ollama_models(server_vars: Mapping[str, Any]) -> list[str]:
     """The models the server's inventory gives its Ollama (ollama_models, ollama_custom_models), as written.
 
@@ -87,7 +71,7 @@ def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None,
     address = "localhost" if local else (
         server_vars.get("llm_host_advertised_name") or server_vars.get("ansible_host") or server)
     result["address"] = address
-    if not local and not _is_host_name(address):
+    if not local and not is_host_name(address):
         # A laptop-only run does not run the server's preflight: its clients name the mistake.
         result["errors"] = [f"the team server {server}'s address {str(address)!r} (its llm_host_advertised_name, else "
                             "ansible_host) is not a host name: write the name alone in its host_vars, e.g. "

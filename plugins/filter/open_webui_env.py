@@ -7,17 +7,15 @@ every other role's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_url
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder, placeholders
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.vllm_serving import serves
 
 # http(s)://host[:port][/path], matched whole (fullmatch: `$` would also match before a final line
 # break): a host name, an IPv4 or an [IPv6] address, and no ';' (the lists are joined with it).
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_URL = re.compile(rf"https?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/[^\s;]*)?")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost", "[::1]")
 
 
@@ -29,14 +27,14 @@ def connection_errors(ollama_urls: Iterable[Any], openai_connections: Iterable[A
     """
     errors = []
     for url in ollama_urls or []:
-        if not isinstance(url, str) or not _URL.fullmatch(url):
+        if not isinstance(url, str) or not is_url(url, ';'):
             errors.append(f"open_webui_ollama_base_urls: Ollama URL {url!r} must be http(s)://host[:port] without ';' or spaces")
     for index, connection in enumerate(openai_connections or []):
         if not isinstance(connection, Mapping) or set(connection) - {"url", "key"}:
             errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1} must be a mapping with url and key only")
             continue
         url = connection.get("url")
-        if not isinstance(url, str) or not _URL.fullmatch(url):
+        if not isinstance(url, str) or not is_url(url, ';'):
             errors.append(f"open_webui_openai_connections: OpenAI connection #{index + 1}: url {url!r} must be http(s)://... "
                           "without ';' or spaces")
         key = connection.get("key", "")

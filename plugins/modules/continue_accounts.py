@@ -33,13 +33,8 @@ options:
     type: list
     elements: str
     required: true
-attributes:
-  check_mode:
-    description: Runs in check mode as in a real run (it only reads).
-    support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.read_only
 notes:
   - The continue role runs it in its preflight, before anything is written to a developer's home.
 """

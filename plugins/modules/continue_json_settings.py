@@ -8,12 +8,13 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.backups import aside_path
 
 DOCUMENTATION = r"""
 module: continue_json_settings
@@ -466,16 +467,6 @@ def _in_the_way(path: str) -> str | None:
     return directory if directory and os.path.lexists(directory) and not os.path.isdir(directory) else None
 
 
-def _aside(path: str) -> str:
-    """Where Ansible's backup of `path` would go (module.backup_local's naming), unused."""
-    stamp = time.strftime("%Y-%m-%d@%H:%M:%S~", time.localtime())
-    candidate, count = f"{path}.{os.getpid()}.{stamp}", 0
-    while os.path.lexists(candidate):
-        count += 1
-        candidate = f"{path}.{os.getpid()}.{count}.{stamp}"
-    return candidate
-
-
 def _missing_dirs(path: str) -> list[str]:
     missing = []
     directory = os.path.dirname(path)
@@ -503,7 +494,7 @@ def main() -> None:
                         f"move it. Set {keys} by hand.")
             module.exit_json(changed=False, path=params["path"], created=False, moved=moved,
                              left_alone=f"{blocking} is in the way and may not be moved")
-        moved[blocking] = _aside(blocking)
+        moved[blocking] = aside_path(blocking)
         if not module.check_mode:
             os.rename(blocking, moved[blocking])
         what = ("not a file" if blocking == params["path"]

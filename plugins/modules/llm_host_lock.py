@@ -82,13 +82,9 @@ attributes:
       Acts in check mode as in a real run: a drift check must not read a host that another run is
       changing.
     support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
-  platform:
-    description: Linux and macOS.
-    support: full
-    platforms: [linux, darwin]
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.no_diff
+  - llmfleet.llmfleet.attributes.posix
 """
 
 EXAMPLES = r"""

@@ -9,10 +9,11 @@ import hashlib
 import os
 import pwd
 import stat
-import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.backups import aside_path
 
 DOCUMENTATION = r"""
 module: llm_host_paths
@@ -59,10 +60,8 @@ attributes:
   diff_mode:
     description: Shows what was in the way and where it was moved.
     support: full
-  platform:
-    description: Linux and macOS.
-    support: full
-    platforms: [linux, darwin]
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.posix
 """
 
 EXAMPLES = r"""
@@ -202,16 +201,6 @@ def describe(info: dict[str, Any]) -> str:
     return {"directory": "a directory", "file": "a file"}.get(info["type"], "a special file")
 
 
-def aside(path: str) -> str:
-    """Where Ansible's backup of `path` would go (module.backup_local's naming), unused."""
-    stamp = time.strftime("%Y-%m-%d@%H:%M:%S~", time.localtime())
-    candidate, count = f"{path}.{os.getpid()}.{stamp}", 0
-    while os.path.lexists(candidate):
-        count += 1
-        candidate = f"{path}.{os.getpid()}.{count}.{stamp}"
-    return candidate
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -239,7 +228,7 @@ def main() -> None:
             continue
         info = look(path, bool(entry.get("checksum")), bool(entry.get("read")))
         if in_the_way(info, entry.get("type")):
-            destination = aside(path)
+            destination = aside_path(path)
             what = describe(info)
             if not module.check_mode:
                 try:

@@ -42,17 +42,9 @@ options:
     type: list
     elements: str
     default: []
-attributes:
-  check_mode:
-    description: Runs in check mode as in a real run (it only reads).
-    support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
-  platform:
-    description: Linux and macOS.
-    support: full
-    platforms: [linux, darwin]
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.read_only
+  - llmfleet.llmfleet.attributes.posix
 notes:
   - >-
     An nvidia-smi that is installed but lists no GPU gives a warning (RV(nvidia_smi_error)); the host then

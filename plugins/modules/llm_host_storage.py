@@ -72,13 +72,8 @@ options:
       - The share added to the size estimates (V(0.1) is 10 %).
     type: float
     default: 0.1
-attributes:
-  check_mode:
-    description: Runs in check mode as in a real run (it only reads).
-    support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.read_only
 notes:
   - >-
     The vllm and ollama preflights run it (roles/vllm/tasks/preflight.yml, roles/ollama/tasks/preflight.yml);

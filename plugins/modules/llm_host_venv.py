@@ -104,10 +104,8 @@ attributes:
   diff_mode:
     description: O(state=recorded) shows the record before and after.
     support: full
-  platform:
-    description: Linux and macOS.
-    support: full
-    platforms: [linux, darwin]
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.posix
 """
 
 EXAMPLES = r"""

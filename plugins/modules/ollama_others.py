@@ -76,10 +76,8 @@ attributes:
   diff_mode:
     description: Shows the other Ollamas found and what the run does about them.
     support: full
-  platform:
-    description: macOS only.
-    support: full
-    platforms: darwin
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.macos
 notes:
   - >-
     Not run in CI, which has no macOS: its parsing and decisions are unit-tested with outputs written

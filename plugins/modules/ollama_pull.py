@@ -62,9 +62,8 @@ attributes:
   check_mode:
     description: Reports every model as to be pulled (changed) and pulls nothing.
     support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.no_diff
 """
 
 EXAMPLES = r"""

@@ -48,17 +48,9 @@ options:
       - The host's name in the messages.
     type: str
     default: this Mac
-attributes:
-  check_mode:
-    description: Runs in check mode as in a real run (it only reads).
-    support: full
-  diff_mode:
-    description: Has nothing to show as a diff.
-    support: none
-  platform:
-    description: macOS only.
-    support: full
-    platforms: darwin
+extends_documentation_fragment:
+  - llmfleet.llmfleet.attributes.read_only
+  - llmfleet.llmfleet.attributes.macos
 notes:
   - >-
     Not run in CI, which has no macOS: its parsing and decisions are unit-tested with outputs written from
