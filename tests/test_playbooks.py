@@ -1,0 +1,75 @@
+"""Which roles a kind of host runs is written once, in llm_host's map (_llm_host_kind_roles in
+roles/llm_host/vars/main.yml); the playbooks follow it. The preflight and models.yml read the map at
+run time; the kind playbooks and component playbooks name their roles and groups statically (static
+imports keep each role's variables visible to the roles before it, which the Ollama role reads for
+its clients' models), so this test holds them to the map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYBOOKS = ROOT / "playbooks"
+KIND_ROLES: dict[str, list[str]] = yaml.safe_load((ROOT / "roles/llm_host/vars/main.yml").read_text())[
+    "_llm_host_kind_roles"]
+KIND_PLAYBOOKS = {"gpu_servers": "team_server.yml", "dev_laptops": "laptop.yml", "workstations": "workstation.yml"}
+COMPONENTS = {"ollama": "ollama.yml", "vllm": "vllm.yml", "open_webui": "open_webui.yml", "continue": "continue.yml"}
+
+
+def _tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every task, blocks opened (block, rescue and always in order)."""
+    found = []
+    for task in tasks:
+        if "block" in task:
+            found += _tasks(task["block"]) + _tasks(task.get("rescue", [])) + _tasks(task.get("always", []))
+        else:
+            found.append(task)
+    return found
+
+
+def _imported_roles(play: dict[str, Any]) -> list[str]:
+    """The roles a play imports whole (not an entry point such as the lock)."""
+    return [task["ansible.builtin.import_role"]["name"] for task in _tasks(play["tasks"])
+            if "ansible.builtin.import_role" in task and "tasks_from" not in task["ansible.builtin.import_role"]]
+
+
+def test_the_map_names_every_kind_and_real_roles() -> None:
+    assert set(KIND_ROLES) == set(KIND_PLAYBOOKS)
+    roles = {p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file()}
+    for kind, names in KIND_ROLES.items():
+        assert names[0] == "llm_host" and "ollama" in names and set(names) <= roles, kind
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_PLAYBOOKS))
+def test_each_kind_playbook_runs_the_roles_of_its_kind_in_the_map_s_order(kind: str) -> None:
+    [play] = yaml.safe_load((PLAYBOOKS / KIND_PLAYBOOKS[kind]).read_text())
+    assert _imported_roles(play) == KIND_ROLES[kind]
+
+
+@pytest.mark.parametrize("role", sorted(COMPONENTS))
+def test_each_component_playbook_targets_the_kinds_that_run_its_role(role: str) -> None:
+    [play] = yaml.safe_load((PLAYBOOKS / COMPONENTS[role]).read_text())
+    kinds = {kind for kind, names in KIND_ROLES.items() if role in names}
+    assert set(play["hosts"].split(":")) == kinds
+    assert role in _imported_roles(play)
+
+
+def test_the_preflight_checks_each_role_where_the_map_runs_it() -> None:
+    [play] = yaml.safe_load((PLAYBOOKS / "preflight.yml").read_text())
+    checks = {task["ansible.builtin.include_role"]["name"]: task.get("when")
+              for task in _tasks(play["tasks"]) if task.get("ansible.builtin.include_role", {}).get("tasks_from") == "preflight"}
+    every_kind = set.intersection(*(set(names) for names in KIND_ROLES.values()))
+    for role in {name for names in KIND_ROLES.values() for name in names} - {"llm_host"}:
+        assert role in checks, role
+        assert checks[role] == (None if role in every_kind else f"'{role}' in _llm_host_roles"), role
+
+
+def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
+    [play] = [p for p in yaml.safe_load((PLAYBOOKS / "models.yml").read_text()) if "tasks" in p]
+    [vllm] = [t for t in _tasks(play["tasks"]) if t.get("ansible.builtin.include_role", {}).get("name") == "vllm"]
+    assert vllm["when"] == "'vllm' in _llm_host_roles"
