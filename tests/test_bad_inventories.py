@@ -119,8 +119,10 @@ CASES = [
     Case("allowed-network-with-host-bits", "gpu_servers",
          {"llm_host_expose": True, "llm_host_allowed_networks": ["192.168.10.7/24"]},
          ("llm_host_allowed_networks[0]: '192.168.10.7/24' has host bits set", "write 192.168.10.0/24")),
-    Case("unknown-vllm-dtype", "gpu_servers", {"vllm_models": [{**CODER, "dtype": "fp8"}]},
-         ("vllm_models[0] (coder): dtype 'fp8' is not a vLLM dtype", "use one of auto, half"), host="vllm-settings-server"),
+    # The dtype is a choice of vllm's argument spec, which the names-and-types check reads.
+    Case("unknown-vllm-dtype", "workstations", {"vllm_models": [{**CODER, "dtype": "fp8"}]},
+         ("vllm_models[0].dtype is 'fp8'; it must be one of: auto, half, float16, bfloat16, float, float32.",),
+         host="names-types-workstation"),
     Case("gated-model-without-token", "gpu_servers",
          {"vllm_enabled": True, "vllm_models": [{**CODER, "model": "meta-llama/Llama-3.1-8B-Instruct"}]},
          ("meta-llama/Llama-3.1-8B-Instruct is a gated Hugging Face model and vllm_hf_token is empty",
@@ -147,7 +149,12 @@ CASES = [
          ("open_webui_python is 3.10", "Open WebUI supports Python 3.11 or 3.12")),
     Case("unknown-continue-model-role", "dev_laptops",
          {"continue_models": [{"name": "Chat", "provider": "ollama", "model": "qwen3:8b", "roles": ["chat", "tab"]}]},
-         ("continue_models", "model 'Chat': roles must be a list of chat, autocomplete"), host="continue-settings-laptop"),
+         ("continue_models", "model 'Chat': roles must be a list of chat, autocomplete", "'tab' is not one"),
+         host="continue-settings-laptop"),
+    # issue 21: roles that are not a list is a rule of its own (continue_models' entries are Continue's schema).
+    Case("continue-model-roles-not-a-list", "dev_laptops",
+         {"continue_models": [{"name": "Edit", "provider": "ollama", "model": "qwen3:8b", "roles": "edit"}]},
+         ("model 'Edit': roles must be a list of chat, autocomplete", "e.g. [chat]; got 'edit'")),
     Case("continue-user-without-account", "dev_laptops", {"continue_users": ["no-such-dev"]},
          ("continue_users names no-such-dev", "Create the account first")),
     # Debian's `nobody` has /nonexistent as its home.
@@ -202,6 +209,15 @@ CASES = [
          ("llm_host_expose is the string 'false', not a boolean", "any non-empty string counts as true"), host="names-types-server"),
     Case("secret-of-the-wrong-type", "gpu_servers", {"vllm_hf_token": ["hf_abc123secret"]},
          ("vllm_hf_token must be a string, and it is a list",), host="names-types-server"),
+    # issue 21: the keys of a custom model and of an OpenAI connection are the argument specs'.
+    Case("misspelled-key-of-a-custom-model", "dev_laptops",
+         {"ollama_custom_models": [{"name": "reviewer", "form": "qwen2.5-coder:7b"}]},
+         ("ollama_custom_models[0].form is not a key of ollama_custom_models[0]: did you mean from?",
+          "ollama_custom_models[0] lacks from, which is required."), host="names-types-laptop"),
+    Case("misspelled-key-of-a-connection", "gpu_servers",
+         {"open_webui_openai_connections": [{"url": "http://127.0.0.1:8000/v1", "api_key": "Kx9-secret-value-7"}]},
+         ("open_webui_openai_connections[0].api_key is not a key of open_webui_openai_connections[0]: did you mean key?",),
+         host="names-types-server"),
 
     # issue 19: host facts
     Case("vllm-model-path-missing", "gpu_servers",
@@ -325,6 +341,14 @@ CASES = [
     Case("vllm-pinned-to-a-missing-gpu", "gpu_servers",
          {"llm_host_nvidia_smi": str(R590), "vllm_models": [{**CODER, "gpus": [2]}]},
          ("vllm_models[0] (coder): gpus names GPU 2, and this host has GPU 0, 1 (nvidia-smi's numbers)",)),
+    # issue 21: one message per rule of gpus (GPU numbers, at least one, each once).
+    Case("vllm-gpus-empty-repeated-or-negative", "gpu_servers",
+         {"vllm_models": [{**CODER, "gpus": []}, {**CODER, "name": "chat", "port": 8001, "gpus": [0, 0]},
+                          {**CODER, "name": "embed", "port": 8002, "gpus": [-1]}]},
+         ("vllm_models[0] (coder): gpus must be a list of GPU numbers as nvidia-smi shows them, and it is empty: list "
+          "at least one", "vllm_models[1] (chat): gpus must be a list of GPU numbers as nvidia-smi shows them, each "
+          "once, and it lists GPU 0 more than once", "vllm_models[2] (embed): gpus must be a list of GPU numbers as "
+          "nvidia-smi shows them (0, 1, ...), and -1 is not one"), host="vllm-settings-server"),
     Case("vllm-tensor-parallel-beyond-its-gpus", "gpu_servers",
          {"llm_host_nvidia_smi": str(R590), "vllm_models": [{**CODER, "gpus": [1], "tensor_parallel_size": 2}]},
          ("vllm_models[0] (coder): tensor_parallel_size 2 needs 2 GPUs, and gpus lists 1",)),

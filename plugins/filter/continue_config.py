@@ -136,8 +136,12 @@ def _model(entry: Any, settings: Mapping[str, Any], errors: list[str]) -> dict[s
     if unknown:
         errors.append(f"model {label!r}: unknown keys {unknown} (config.yaml would ignore them)")
     roles = entry.get("roles", ["chat", "edit", "apply", "summarize"])
-    if not isinstance(roles, list) or not set(roles) <= set(ROLES):
-        errors.append(f"model {label!r}: roles must be a list of {', '.join(ROLES)}; got {roles!r}")
+    if not isinstance(roles, list):
+        errors.append(f"model {label!r}: roles must be a list of {', '.join(ROLES)}, e.g. [chat]; got {roles!r}")
+    elif not set(map(str, roles)) <= set(ROLES):
+        unknown = [role for role in roles if str(role) not in ROLES]
+        errors.append(f"model {label!r}: roles must be a list of {', '.join(ROLES)}; "
+                      f"{', '.join(repr(role) for role in unknown)} {'is not one' if len(unknown) == 1 else 'are not'}")
     model = dict(entry)
     provider = model.get("provider")
     if provider == "ollama":

@@ -17,12 +17,10 @@ _KEYS = {"name", "model", "port", "max_model_len", "dtype", "gpu_memory_utilizat
          "tool_call_parser", "kv_cache_gb", "api_key", "environment", "extra_args", "gpus"}
 # Matched whole (fullmatch: `$` would also match before a final line break).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Arguments the role sets itself; in extra_args they would silently fight the role's own.
-# vLLM's --dtype choices.
-DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 # Hugging Face organisations whose every repository is gated (a licence to accept, then a token):
 # known offline, unlike the gating of any other repository, which only the Hub can tell.
 GATED_PREFIXES = ("meta-llama/", "google/gemma")
+# Arguments the role sets itself; in extra_args they would silently fight the role's own.
 _OWNED = {"--model", "--host", "--port", "--served-model-name", "--api-key", "--max-model-len", "--dtype",
           "--gpu-memory-utilization", "--tensor-parallel-size", "-tp", "--tool-call-parser",
           "--enable-auto-tool-choice"}
@@ -88,18 +86,40 @@ def _offline(environment: Any) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
 
 
-def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: bool | None = None,
-                 environment: Any = None, owners: Mapping[str, str] | None = None) -> list[str]:
+def _gpus_errors(gpus: Any) -> list[str]:
+    """One message per rule an entry's gpus breaks: GPU numbers, at least one, each once."""
+    if gpus is None:
+        return []
+    what = "gpus must be a list of GPU numbers as nvidia-smi shows them"
+    if not isinstance(gpus, list):
+        return [f"{what}, e.g. [0] or [0, 1], and it is {gpus!r}"]
+    if not gpus:
+        return [f"{what}, and it is empty: list at least one, e.g. [0], or remove gpus to use the first "
+                "tensor_parallel_size GPUs"]
+    errors = []
+    numbers = [g for g in gpus if isinstance(g, int) and not isinstance(g, bool) and g >= 0]
+    bad = [g for g in gpus if not (isinstance(g, int) and not isinstance(g, bool) and g >= 0)]
+    if bad:
+        errors.append(f"{what} (0, 1, ...), and {', '.join(repr(g) for g in bad)} "
+                      f"{'is not one' if len(bad) == 1 else 'are not'}")
+    twice = sorted({g for g in numbers if numbers.count(g) > 1})
+    if twice:
+        errors.append(f"{what}, each once, and it lists GPU {', '.join(str(g) for g in twice)} more than once: "
+                      "list each GPU once")
+    return errors
+
+
+def model_errors(models: Iterable[Any], hf_token: bool | None = None, environment: Any = None,
+                 owners: Mapping[str, str] | None = None) -> list[str]:
     """Every problem in vllm_models, as messages naming the entry and the fix (empty when fine).
 
     `hf_token` (whether vllm_hf_token is set; None: not checked) refuses gated models without a token;
     `owners` ({environment key: the setting it comes from}) refuses those keys in an entry's environment.
-    Ports shared with another entry or service are port_clashes' to report.
+    Ports shared with another entry or service are port_clashes' to report. The dtype (an entry's and
+    vllm_default_dtype) is the argument spec's choice, checked before this runs.
     """
     errors: list[str] = []
     names: set[str] = set()
-    if default_dtype not in DTYPES:
-        errors.append(f"vllm_default_dtype {default_dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
     for index, entry in enumerate(models or []):
         label = f"vllm_models[{index}]"
         if not isinstance(entry, Mapping):
@@ -121,9 +141,6 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
             errors.append(f"{label}: model must be a Hugging Face id or a path without spaces")
         if port_number(entry.get("port")) is None:
             errors.append(f"{label}: port {entry.get('port')!r} is not a port: set port to a number 1-65535")
-        dtype = entry.get("dtype")
-        if dtype is not None and dtype not in DTYPES:
-            errors.append(f"{label}: dtype {dtype!r} is not a vLLM dtype; use one of {', '.join(DTYPES)}")
         if "api_key" in entry and is_placeholder(entry["api_key"]):
             errors.append(f"{label}: api_key is a placeholder; put the real key in vault, or remove api_key")
         if (hf_token is False and isinstance(model, str) and model.startswith(GATED_PREFIXES)
@@ -144,12 +161,7 @@ def model_errors(models: Iterable[Any], default_dtype: str = "auto", hf_token: b
             # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): "2.5" stops the server at start-up.
             errors.append(f"{label}: kv_cache_gb is {kv}, and vLLM takes whole GiB only; set it to "
                           f"{max(1, int(kv))}")
-        gpus = entry.get("gpus")
-        if gpus is not None and (not isinstance(gpus, list) or not gpus
-                                 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus)
-                                 or len(set(gpus)) != len(gpus)):
-            errors.append(f"{label}: gpus must be a list of GPU numbers as nvidia-smi shows them, each once, "
-                          "e.g. [0] or [0, 1]")
+        errors += [f"{label}: {error}" for error in _gpus_errors(entry.get("gpus"))]
         extra = entry.get("extra_args", [])
         if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
             errors.append(f"{label}: extra_args must be a list of strings")
