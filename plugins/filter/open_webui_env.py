@@ -14,8 +14,7 @@ from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder, placeholders
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.vllm_serving import serves
 
-# http(s)://host[:port][/path], matched whole (fullmatch: `$` would also match before a final line
-# break): a host name, an IPv4 or an [IPv6] address, and no ';' (the lists are joined with it).
+# Addresses that keep Open WebUI on this machine (exposure_errors).
 _LOOPBACK = ("127.0.0.1", "::1", "localhost", "[::1]")
 
 
