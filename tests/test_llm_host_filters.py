@@ -144,6 +144,9 @@ def test_unset_ports_are_the_roles_own_defaults() -> None:
     result = team.team_endpoints("team-gpu", "alice-mbp", {"llm_host_expose": True, "llm_host_advertised_name": "gpu"})
     assert result["ollama_url"] == "http://gpu:11434" and result["open_webui_url"] == "http://gpu:8080"
     assert team.default_ports() == {"ollama": 11434, "open_webui": 8080}
+    # The vllm preflight's port clash check reads them through this filter.
+    default_port = team.FilterModule().filters()["llm_host_default_port"]
+    assert (default_port("ollama"), default_port("open_webui")) == (11434, 8080)
 
 
 def test_a_changed_role_default_is_what_clients_get(tmp_path: Path) -> None:

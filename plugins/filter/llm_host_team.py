@@ -96,4 +96,8 @@ class FilterModule:
     """llm_host filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"llm_host_team_endpoints": team_endpoints}
+        return {
+            "llm_host_team_endpoints": team_endpoints,
+            # 'ollama' or 'open_webui' -> the port its role listens on by default (its defaults/main.yml).
+            "llm_host_default_port": lambda service: default_ports()[service],
+        }
