@@ -149,8 +149,9 @@ REFERENCE_TASKS = 20
 def reference(label: str, limit: str) -> Run:
     """Ansible's floor on `limit` (bench/playbooks/reference.yml: 20 no-op stat tasks, facts off), over
     the same inventory, connection and strategy as the no-op runs; a bare ansible-playbook."""
-    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--limit", limit,
-            str(ROOT / "bench" / "playbooks" / "reference.yml")]
+    # The inventory's vault is read even for a play that uses none of its secrets.
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--vault-password-file", str(VAULT_PASSWORD),
+            "--limit", limit, str(ROOT / "bench" / "playbooks" / "reference.yml")]
     wall, cpu, stdout = _timed(label, argv, _env())
     run = Run(label, argv, wall, 0, None, {"hosts": _recap(stdout)}, cpu)
     if run.hosts().get(limit, {}).get("ok") != REFERENCE_TASKS:
