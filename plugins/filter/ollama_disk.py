@@ -1,6 +1,6 @@
 """What a run would download into the Ollama store, with a size for each model, for the disk check.
 
-The models and their sizes are the model plan's (ollama_models.py, loaded from beside this file):
+The models and their sizes are the model plan's (the collection's ollama_models filter, imported):
 the models a run pulls (those that fit the memory budget, the bases of custom models), each sized by
 its memory_gb or the memory estimate from its parameter count, which is at least its download size.
 llm_host's storage module then finds which are not in the store yet and whether they fit (the last
@@ -9,29 +9,13 @@ task of tasks/preflight.yml). Unit-tested in tests/test_llm_host_disk.py.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from collections.abc import Iterable
 from typing import Any
 
-_NAME = "llmfleet_ollama_models"
-
-
-def _models() -> Any:
-    """ollama_models.py of this directory (filter plugins are files, not an importable package)."""
-    if _NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            _NAME, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ollama_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_NAME] = module
-        spec.loader.exec_module(module)
-    return sys.modules[_NAME]
-
+from ansible_collections.llmfleet.llmfleet.plugins.filter import ollama_models as om
 
 def manifest_path(name: str, models_path: str) -> str:
     """Where Ollama keeps a model's manifest: <store>/manifests/<host>/<namespace>/<model>/<tag>."""
-    om = _models()
     path, tag = om.model_name(name).rsplit(":", 1)
     parts = path.split("/")
     parts = [om.DEFAULT_HOST, om.DEFAULT_NAMESPACE][: 3 - len(parts)] + parts
@@ -44,7 +28,6 @@ def storage_wanted(declared: Iterable[Any], models_path: str, budget_mb: int, gb
 
     For llm_host_storage's `wanted`: a model whose manifest is in the store is not downloaded again.
     """
-    om = _models()
     plan = om.model_plan(declared, [], budget_mb, gb_per_billion, overhead_gb, custom)
     memory = {}
     for entry in declared or []:
