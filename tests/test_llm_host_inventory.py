@@ -214,7 +214,7 @@ def test_a_misspelled_variable_in_the_example_inventory_is_caught(tmp_path: Path
     assert [p.split(" ", 1)[0] for p in found] == ["continue_user", "olama_models"]
 
 
-# Across the inventory: fleet_problems(hostvars, me, hosts).
+# Across the inventory: fleet_problems(hostvars, hosts) -> {host: messages}.
 FLEET = {
     "team-gpu": {"ansible_host": "team-gpu.lan", "llm_host_expose": True},
     "alice-mbp": {"ansible_host": "alice-mbp.lan"},
@@ -229,7 +229,7 @@ FLEET_HOSTS = [name for name in FLEET if name != "bastion"]
 
 
 def fleet(me: str) -> list[str]:
-    return inv.fleet_problems(FLEET, me, FLEET_HOSTS)
+    return inv.fleet_problems(FLEET, FLEET_HOSTS).get(me, [])
 
 
 @pytest.mark.parametrize("me", ["alice-mbp", "alice-again"])
@@ -252,11 +252,36 @@ def test_two_exposed_hosts_at_one_advertised_address_are_named(me: str) -> None:
 
 def test_hosts_llmfleet_does_not_run_on_and_unexposed_ones_are_not_compared() -> None:
     assert fleet("quiet-gpu") == []  # not exposed: no client reaches it by that name
-    assert inv.fleet_problems(FLEET, "bastion", FLEET_HOSTS) == []  # not an llmfleet host
+    assert "bastion" not in inv.fleet_problems(FLEET, FLEET_HOSTS)  # not an llmfleet host
 
 
 @pytest.mark.parametrize("inventory", ["inventory/example", "inventory/local"])
 def test_the_projects_inventories_have_no_collisions(inventory: str) -> None:
     hosts = _hosts_vars(ROOT / inventory)
-    for name in hosts:
-        assert inv.fleet_problems(hosts, name, list(hosts)) == [], name
+    assert inv.fleet_problems(hosts, list(hosts)) == {}
+
+
+class _CountingHostvars(dict):
+    """Ansible's hostvars as the filter sees them, counting each host's lookups (each costs the
+    controller a full variable resolution of that host)."""
+
+    def __init__(self, hosts: dict) -> None:
+        super().__init__(hosts)
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return super().__getitem__(name)
+
+
+def test_each_hosts_variables_are_read_once_for_the_whole_inventory() -> None:
+    hostvars = _CountingHostvars(FLEET)
+    found = inv.fleet_problems(hostvars, FLEET_HOSTS)
+    assert hostvars.reads == {name: 1 for name in FLEET_HOSTS}
+    assert sorted(found) == ["alice-again", "alice-mbp", "spare-gpu", "team-gpu"]
+
+
+def test_three_names_for_one_machine_each_name_the_other_two() -> None:
+    hosts = {"a": {"ansible_host": "box"}, "b": {"ansible_host": "BOX."}, "c": {"ansible_host": "box"}}
+    found = inv.fleet_problems(hosts, list(hosts))
+    assert found["b"][0].startswith("b and a, c are one machine (box, port 22)")

@@ -274,8 +274,9 @@ def _exposed(host_vars: Any) -> bool:
     return value is True or str(value).strip().lower() in {"true", "yes", "on", "1"}
 
 
-def fleet_problems(hostvars: Mapping[str, Any], me: str, hosts: Any) -> list[str]:
-    """What `me` shares with another host of the inventory that no two hosts may share.
+def fleet_problems(hostvars: Mapping[str, Any], hosts: Any) -> dict[str, list[str]]:
+    """What hosts of the inventory share that no two hosts may share: {host: [message, ...]}, hosts
+    without a collision left out.
 
     `hosts` are the inventory's llmfleet hosts (the groups the playbooks run on), `hostvars` Ansible's.
     - One machine under two inventory names: the same ansible_host (else name) and port, compared as DNS
@@ -283,34 +284,38 @@ def fleet_problems(hostvars: Mapping[str, Any], me: str, hosts: Any) -> list[str
       converges. Names that differ but resolve to one address are not seen (no DNS lookups here).
     - Two exposed hosts at one advertised address (llm_host_advertised_name, else ansible_host, else the
       name): the team's clients reach one of them under either name.
-    Only `me`'s collisions are returned, so each host of a pair reports the other.
+    Each host of a pair reports the other. Computed once per run for the whole inventory (a run_once
+    task): each host's variables are read once, where a check per host reading every other host's would
+    cost the controller hosts² variable lookups.
     """
     names = [h for h in dict.fromkeys(hosts or []) if isinstance(h, str)]
-    if me not in names:
-        return []
-    mine = hostvars[me]
-    problems = []
-    target = _target(me, mine)
-    same = [h for h in names if h != me and _target(h, hostvars[h]) == target]
-    if same:
-        address, port = target
-        problems.append(
-            f"{me} and {', '.join(same)} are one machine ({address}{f', port {port}' if port else ''}): under two inventory "
-            "names it gets each host's settings in turn and never converges. Keep one of them in the inventory, "
-            "or give each its own ansible_host.")
-    if _exposed(mine):
-        def advertised(name: str, host_vars: Any) -> str:
-            return _name(_read(host_vars, "llm_host_advertised_name", "") or _read(host_vars, "ansible_host", "") or name)
-
-        address = advertised(me, mine)
-        rivals = [h for h in names if h != me and h not in same and _exposed(hostvars[h])
-                  and advertised(h, hostvars[h]) == address]
-        if rivals:
-            problems.append(
-                f"{me} and {', '.join(rivals)} are exposed at one address, {address}: the team's clients would reach "
-                "one of them under either name. Give each its own llm_host_advertised_name (the name its clients "
-                "use).")
-    return problems
+    machines: dict[tuple[str, str], list[str]] = {}
+    addresses: dict[str, list[str]] = {}
+    for name in names:
+        host_vars = hostvars[name]
+        machines.setdefault(_target(name, host_vars), []).append(name)
+        if _exposed(host_vars):
+            address = _name(_read(host_vars, "llm_host_advertised_name", "") or _read(host_vars, "ansible_host", "")
+                            or name)
+            addresses.setdefault(address, []).append(name)
+    found: dict[str, list[str]] = {}
+    for (address, port), group in machines.items():
+        for me in group if len(group) > 1 else []:
+            found.setdefault(me, []).append(
+                f"{me} and {', '.join(h for h in group if h != me)} are one machine "
+                f"({address}{f', port {port}' if port else ''}): under two inventory names it gets each host's "
+                "settings in turn and never converges. Keep one of them in the inventory, or give each its own "
+                "ansible_host.")
+    for address, group in addresses.items():
+        for me in group:
+            same = next(g for g in machines.values() if me in g)
+            rivals = [h for h in group if h != me and h not in same]
+            if rivals:
+                found.setdefault(me, []).append(
+                    f"{me} and {', '.join(rivals)} are exposed at one address, {address}: the team's clients would "
+                    "reach one of them under either name. Give each its own llm_host_advertised_name (the name its "
+                    "clients use).")
+    return found
 
 
 class FilterModule:
