@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import marshal
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import ansible.module_utils
 import ansible_mitogen.module_finder as module_finder
+import mitogen.master
+import mitogen.minify
 import pytest
 from _modules import load_module
 
@@ -20,10 +24,13 @@ SEARCH_PATH = [os.path.dirname(ansible.module_utils.__file__)]
 
 
 @pytest.fixture
-def strategy() -> Iterator[ModuleType]:
+def strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     plugin = load_module("plugins/strategy/mitogen_linear.py", "llmfleet_test_mitogen_linear")
     yield plugin
     module_finder.__dict__.pop("compile", None)
+    mitogen.master.__dict__.pop("compile", None)
+    mitogen.minify.minimize_source = plugin._minimize_source
 
 
 def _scan_all() -> dict[str, Any]:
@@ -61,3 +68,54 @@ def test_each_source_is_compiled_once(strategy: ModuleType, monkeypatch: pytest.
     before = len(compiled)
     _scan_all()
     assert len(compiled) == before
+
+
+def test_code_objects_and_minified_sources_are_kept_across_runs(strategy: ModuleType, tmp_path: Path) -> None:
+    cache = tmp_path / "cache" / "llmfleet" / "mitogen"
+    assert strategy._DISK.directory.parent == cache
+    strategy._remember_compiled_modules()
+    assert mitogen.master.__dict__["compile"] is strategy._compile_once
+    assert mitogen.minify.minimize_source is strategy._minimize_once
+    first = _scan_all()
+    source = Path(mitogen.master.__file__).read_text()
+    minified = mitogen.minify.minimize_source(source)
+    assert minified == strategy._minimize_source(source) and len(minified) < len(source)
+    entries = sorted(strategy._DISK.directory.rglob("*"))
+    assert len([e for e in entries if e.is_file()]) > 20  # basic and its helpers, and the minified source
+
+    # A new run (the in-memory caches empty) reads them back, and finds the same.
+    strategy._compile_once.cache_clear()
+    strategy._minimize_once.cache_clear()
+    reads: list[bytes] = []
+    real_get = strategy._DISK.get
+
+    def get(key: bytes, make: Any) -> bytes:
+        reads.append(key)
+        return real_get(key, lambda: pytest.fail(f"computed again: {key[:60]!r}"))
+
+    strategy._DISK.get = get
+    try:
+        assert _scan_all() == first
+        assert mitogen.minify.minimize_source(source) == minified
+    finally:
+        strategy._DISK.get = real_get
+    assert reads
+
+
+@pytest.mark.parametrize("damage", [b"\x00not marshal", marshal.dumps(7), b""], ids=["garbage", "not-code", "empty"])
+def test_a_damaged_cache_entry_is_compiled_again(strategy: ModuleType, damage: bytes) -> None:
+    source = "import os\nx = 1\n"
+    code = strategy._compile_once(source, "damaged.py", "exec")
+    [entry] = [e for e in strategy._DISK.directory.rglob("*") if e.is_file()]
+    entry.write_bytes(damage)
+    strategy._compile_once.cache_clear()
+    again = strategy._compile_once(source, "damaged.py", "exec")
+    assert again.co_names == code.co_names == ("os", "x")
+
+
+def test_a_cache_directory_that_cannot_be_made_is_not_an_error(strategy: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("")  # a file where the directory would go
+    strategy._DISK.directory = tmp_path / "blocked" / "cache"
+    assert strategy._compile_once("import os\n", "blocked.py", "exec").co_names == ("os",)
+    source = 'def f():\n    """A docstring."""\n    return 1\n'
+    assert strategy._minimize_once(source) == strategy._minimize_source(source) != source

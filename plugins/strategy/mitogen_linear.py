@@ -5,7 +5,7 @@ Mitogen is a dependency of llmfleet (pyproject.toml), installed as a Python pack
 its strategy findable through ansible.cfg's relative `strategy_plugins` path, wherever the package is
 installed. Set ANSIBLE_STRATEGY=linear to run without it.
 
-Two additions, both done once before the first worker forks (docs/performance.md has the
+Three additions, all done once before the first worker forks (docs/performance.md has the
 measurements):
 
 - Every task runs in a worker process forked from the controller, and a worker that meets its first
@@ -17,14 +17,33 @@ measurements):
   path of the task that waits for it. Mitogen's module finder is given a compile() that remembers
   what it compiled, by source text, for the life of the run: the same source gives the same code
   object, so what it finds is unchanged.
+- Across runs: Mitogen's module finder and its module responder compile each module they send to
+  find its imports, and the responder minifies Mitogen's own modules, in every run again (a no-op run
+  of a laptop spent 1.5 s of controller CPU on it). Both are pure functions of their input, so their
+  results are also kept on disk (`_DiskCache`: the user's cache directory, one file per input hash,
+  marshal's format for code objects, as Python's own .pyc files; a directory per Python and Mitogen
+  version). An unreadable entry is computed again; a cache directory that cannot be written is not
+  an error.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
+import marshal
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ansible_mitogen.module_finder
+import mitogen
+import mitogen.master
+import mitogen.minify
 from ansible.plugins.loader import filter_loader, test_loader
 from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule as _MitogenLinear
 
@@ -35,16 +54,76 @@ def _load_jinja_plugins() -> None:
             pass
 
 
+class _DiskCache:
+    """Results of a pure function of bytes, kept as files named by the hash of their input."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def get(self, key: bytes, make: Callable[[], bytes]) -> bytes:
+        digest = hashlib.sha256(key).hexdigest()
+        path = self.directory / digest[:2] / digest[2:]
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+        value = make()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole under another name, then renamed: a run reading it meanwhile sees all or nothing.
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+                handle.write(value)
+            os.replace(handle.name, path)
+        except OSError:
+            pass
+        return value
+
+
+def _cache_directory() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    version = f"{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}-mitogen-{'.'.join(map(str, mitogen.__version__))}"
+    return base / "llmfleet" / "mitogen" / version
+
+
+_DISK = _DiskCache(_cache_directory())
+
+
 @functools.lru_cache(maxsize=None)
-def _compile_once(source: bytes, filename: str, mode: str) -> Any:
-    """compile() for Mitogen's module finder: each source text compiled once per run."""
-    return compile(source, filename, mode)
+def _compile_once(source: bytes | str, filename: str, mode: str) -> Any:
+    """compile() for Mitogen's module finder and responder: each source text compiled once, its code
+    object kept on disk for the next runs. Compiled without the caller's __future__ flags, as their
+    own modules (Python 3 semantics) compile it."""
+    data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogateescape")
+    key = b"\0".join((b"compile", filename.encode("utf-8", "surrogateescape"), mode.encode(), data))
+    try:
+        code = marshal.loads(_DISK.get(key, lambda: marshal.dumps(compile(source, filename, mode, dont_inherit=True))))
+    except (EOFError, ValueError, TypeError):
+        code = None
+    # A damaged entry: compiled again.
+    return code if isinstance(code, types.CodeType) else compile(source, filename, mode, dont_inherit=True)
+
+
+_minimize_source = mitogen.minify.minimize_source
+
+
+@functools.lru_cache(maxsize=None)
+def _minimize_once(source: bytes | str) -> str:
+    """Mitogen's minifier (text or UTF-8 bytes in, text out), its results kept on disk like the code
+    objects."""
+    data = source if isinstance(source, bytes) else source.encode("utf-8", "surrogateescape")
+    try:
+        return _DISK.get(b"minify\0" + data, lambda: _minimize_source(source).encode("utf-8", "surrogateescape")).decode(
+            "utf-8", "surrogateescape")
+    except UnicodeDecodeError:  # a damaged entry
+        return _minimize_source(source)
 
 
 def _remember_compiled_modules() -> None:
-    # Mitogen's module finder calls the builtin compile(source, name, 'exec') by its global name;
-    # a module-level name shadows the builtin for that module only.
+    # Mitogen's module finder and responder call the builtin compile(source, name, 'exec') by its
+    # global name; a module-level name shadows the builtin for that module only.
     ansible_mitogen.module_finder.compile = _compile_once  # type: ignore[attr-defined]
+    mitogen.master.compile = _compile_once  # type: ignore[attr-defined]
+    mitogen.minify.minimize_source = _minimize_once
 
 
 class StrategyModule(_MitogenLinear):
