@@ -14,12 +14,14 @@ from typing import Any
 
 import ansible.module_utils
 import ansible_mitogen.module_finder as module_finder
+import ansible_mitogen.planner
 import mitogen.master
 import mitogen.minify
 import pytest
 from _modules import load_module
 
 MODULES = ["user", "uri", "systemd_service", "file", "stat", "copy", "command", "getent"]
+_PLANNER_LOAD_COLLECTIONS = ansible_mitogen.planner._load_collections
 SEARCH_PATH = [os.path.dirname(ansible.module_utils.__file__)]
 
 
@@ -31,6 +33,7 @@ def strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Module
     module_finder.__dict__.pop("compile", None)
     mitogen.master.__dict__.pop("compile", None)
     mitogen.minify.minimize_source = plugin._minimize_source
+    ansible_mitogen.planner._load_collections = _PLANNER_LOAD_COLLECTIONS
 
 
 def _scan_all() -> dict[str, Any]:
@@ -119,3 +122,35 @@ def test_a_cache_directory_that_cannot_be_made_is_not_an_error(strategy: ModuleT
     assert strategy._compile_once("import os\n", "blocked.py", "exec").co_names == ("os",)
     source = 'def f():\n    """A docstring."""\n    return 1\n'
     assert strategy._minimize_once(source) == strategy._minimize_source(source) != source
+
+
+class _Invocation:
+    """What Mitogen's planner._load_collections reads and writes of an invocation."""
+
+    def __init__(self) -> None:
+        self._extra_sys_paths: set[str] = set()
+
+
+def test_the_collections_are_listed_once_per_run_with_the_same_result(
+        strategy: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ansible's listing needs its collection loader, which only a run installs: a stand-in that
+    # yields what it yields (bytes paths), counting its calls.
+    listed = []
+
+    def list_collection_dirs(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        listed.append(args or kwargs)
+        yield from (b"/usr/share/ansible/collections/ansible_collections/community/general",
+                    b"/work/collections/ansible_collections/llmfleet/llmfleet")
+
+    monkeypatch.setattr(strategy.ansible.collections.list, "list_collection_dirs", list_collection_dirs)
+    plain = _Invocation()
+    _PLANNER_LOAD_COLLECTIONS(plain)
+    assert len(plain._extra_sys_paths) == 2 and len(listed) == 1
+    strategy._collection_dirs.cache_clear()
+    strategy._list_collections_once()
+    assert ansible_mitogen.planner._load_collections is strategy._load_collections_once
+    invocations = [_Invocation() for _ in range(3)]
+    for invocation in invocations:
+        ansible_mitogen.planner._load_collections(invocation)
+    assert all(i._extra_sys_paths == plain._extra_sys_paths for i in invocations)
+    assert len(listed) == 2  # the stand-in's call above, and one for the run
