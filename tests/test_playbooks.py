@@ -73,3 +73,34 @@ def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
     [play] = [p for p in yaml.safe_load((PLAYBOOKS / "models.yml").read_text()) if "tasks" in p]
     [vllm] = [t for t in _tasks(play["tasks"]) if t.get("ansible.builtin.include_role", {}).get("name") == "vllm"]
     assert vllm["when"] == "'vllm' in _llm_host_roles"
+
+
+def _role_calls(path: Path) -> list[dict[str, Any]]:
+    """Every import_role and include_role of a playbook's plays."""
+    calls = []
+    for play in yaml.safe_load(path.read_text()):
+        for task in _tasks(play.get("tasks", [])):
+            for key in ("ansible.builtin.import_role", "ansible.builtin.include_role"):
+                if key in task:
+                    calls.append(task[key])
+    return calls
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml") if p.name != "uninstall.yml"))
+def test_the_playbooks_leave_argument_specs_to_the_preflight(playbook: str) -> None:
+    """The preflight checks every variable against every role's specs (llm_host's first check), and
+    each role's preflight.yml validates its main options when it runs on its own: Ansible's implicit
+    validation at each role's start would be the same check again, a task and a spec load per role.
+    uninstall.yml keeps it (the uninstall entry points are not in a preflight)."""
+    calls = _role_calls(PLAYBOOKS / playbook)
+    assert all(call.get("rolespec_validate") is False for call in calls), [c["name"] for c in calls]
+
+
+@pytest.mark.parametrize("role", sorted({name for names in KIND_ROLES.values() for name in names} - {"llm_host"}))
+def test_each_role_validates_its_main_options_in_its_preflight(role: str) -> None:
+    [first, *_] = yaml.safe_load((ROOT / "roles" / role / "tasks" / "preflight.yml").read_text())
+    spec = first["ansible.builtin.validate_argument_spec"]["argument_spec"]
+    assert "meta/argument_specs.yml" in spec and "['argument_specs']['main']['options']" in spec
+    main = yaml.safe_load((ROOT / "roles" / role / "tasks" / "main.yml").read_text())
+    assert any(t.get("ansible.builtin.include_tasks", {}).get("file") == "preflight.yml"
+               and t.get("when") == "not (_llmfleet_preflight_passed | default(false))" for t in main), role
