@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -434,6 +435,18 @@ def _existing() -> list[Path]:
     return [p for p in WATCHED if p.exists()]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _linear_strategy() -> Iterator[None]:
+    """Ansible's linear strategy for every run of this file. Their hosts are all this machine over
+    local connections, where Mitogen (ansible.cfg's strategy) starts a Python per host and feeds each
+    from its one multiplexer process: the case run took 127 s against 80 s, the three small runs 35 s
+    against 20 s (2 cores, 2026-12-05). The checks and their messages are the same under both; the
+    molecule scenarios run Mitogen's strategy against real hosts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANSIBLE_STRATEGY", "linear")
+        yield
+
+
 @pytest.fixture(scope="module")
 def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[Path], list[Path]]:
     """One preflight run over every case (a host each); the watched paths before and after it."""
@@ -445,13 +458,7 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[P
         hostvars.update(case.hostvars)
     inventory = _inventory(tmp / "inventory", hosts)
     before = _existing()
-    # Ansible's linear strategy for this run: its sixty-odd hosts are all this machine over local
-    # connections, where Mitogen (ansible.cfg's strategy) starts a Python per host and feeds each from
-    # its one multiplexer process: 127 s against 80 s for the same run (2 cores, 2026-12-05). The checks
-    # and their messages are the same under both; the other runs of this file use ansible.cfg's.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ANSIBLE_STRATEGY", "linear")
-        result = _preflight(inventory, tmp / "runs")
+    result = _preflight(inventory, tmp / "runs")
     return result, before, _existing()
 
 
