@@ -4,6 +4,7 @@ finder's answers stay the same."""
 from __future__ import annotations
 
 import builtins
+import hashlib
 import importlib
 import marshal
 import os
@@ -105,15 +106,29 @@ def test_code_objects_and_minified_sources_are_kept_across_runs(strategy: Module
     assert reads
 
 
-@pytest.mark.parametrize("damage", [b"\x00not marshal", marshal.dumps(7), b""], ids=["garbage", "not-code", "empty"])
-def test_a_damaged_cache_entry_is_compiled_again(strategy: ModuleType, damage: bytes) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "cut-short", "empty", "checksummed-not-code"])
+def test_a_damaged_cache_entry_is_computed_again(strategy: ModuleType, damage: str) -> None:
     source = "import os\nx = 1\n"
     code = strategy._compile_once(source, "damaged.py", "exec")
     [entry] = [e for e in strategy._DISK.directory.rglob("*") if e.is_file()]
-    entry.write_bytes(damage)
+    stored = entry.read_bytes()
+    entry.write_bytes({"garbage": b"\x00not marshal" * 4, "cut-short": stored[:-5], "empty": b"",
+                       # an entry whose checksum holds, of marshal data that is not code
+                       "checksummed-not-code": hashlib.sha256(marshal.dumps(7)).digest() + marshal.dumps(7)}[damage])
     strategy._compile_once.cache_clear()
     again = strategy._compile_once(source, "damaged.py", "exec")
     assert again.co_names == code.co_names == ("os", "x")
+    if damage != "checksummed-not-code":
+        assert entry.read_bytes() == stored  # replaced by a good entry
+
+
+def test_a_damaged_minified_source_is_computed_again(strategy: ModuleType) -> None:
+    source = 'def f():\n    """A docstring."""\n    return 1\n'
+    minified = strategy._minimize_once(source)
+    [entry] = [e for e in strategy._DISK.directory.rglob("*") if e.is_file()]
+    entry.write_bytes(entry.read_bytes()[:-3])
+    strategy._minimize_once.cache_clear()
+    assert strategy._minimize_once(source) == minified == strategy._minimize_source(source)
 
 
 def test_a_cache_directory_that_cannot_be_made_is_not_an_error(strategy: ModuleType, tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ measurements):
   of a laptop spent 1.5 s of controller CPU on it). Both are pure functions of their input, so their
   results are also kept on disk (`_DiskCache`: the user's cache directory, one file per input hash,
   marshal's format for code objects, as Python's own .pyc files; a directory per Python and Mitogen
-  version). An unreadable entry is computed again; a cache directory that cannot be written is not
-  an error.
+  version). An entry that does not match its own checksum is computed again; a cache directory that
+  cannot be written is not an error.
 - Before each task of a collection's module (llmfleet's own modules are), Mitogen's planner lists
   every installed collection, in the worker process, which exits after the task: 0.1 s of controller
   CPU per task with the `ansible` package's hundred collections. The list is made once, here, and the
@@ -61,7 +61,9 @@ def _load_jinja_plugins() -> None:
 
 
 class _DiskCache:
-    """Results of a pure function of bytes, kept as files named by the hash of their input."""
+    """Results of a pure function of bytes, kept as files named by the hash of their input. Each file
+    starts with the hash of the value it holds: one that does not match (damaged, cut short) is
+    computed again and replaced."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -70,15 +72,18 @@ class _DiskCache:
         digest = hashlib.sha256(key).hexdigest()
         path = self.directory / digest[:2] / digest[2:]
         try:
-            return path.read_bytes()
+            stored = path.read_bytes()
         except OSError:
-            pass
+            stored = b""
+        check, value = stored[:32], stored[32:]
+        if len(check) == 32 and hashlib.sha256(value).digest() == check:
+            return value
         value = make()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Written whole under another name, then renamed: a run reading it meanwhile sees all or nothing.
             with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-                handle.write(value)
+                handle.write(hashlib.sha256(value).digest() + value)
             os.replace(handle.name, path)
         except OSError:
             pass
