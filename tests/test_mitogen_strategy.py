@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import marshal
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,7 @@ from typing import Any
 import ansible.module_utils
 import ansible_mitogen.module_finder as module_finder
 import ansible_mitogen.planner
+import mitogen
 import mitogen.master
 import mitogen.minify
 import pytest
@@ -77,6 +79,9 @@ def test_each_source_is_compiled_once(strategy: ModuleType, monkeypatch: pytest.
 def test_code_objects_and_minified_sources_are_kept_across_runs(strategy: ModuleType, tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "llmfleet" / "mitogen"
     assert strategy._DISK.directory.parent == cache
+    # Named by the entry format, Python's bytecode and Mitogen's version: none reads another's.
+    assert strategy._DISK.directory.name.startswith(f"v{strategy._FORMAT}-{sys.implementation.cache_tag}-")
+    assert strategy._DISK.directory.name.endswith("-mitogen-" + ".".join(map(str, mitogen.__version__)))
     strategy._remember_compiled_modules()
     assert mitogen.master.__dict__["compile"] is strategy._compile_once
     assert mitogen.minify.minimize_source is strategy._minimize_once

@@ -21,8 +21,8 @@ measurements):
   find its imports, and the responder minifies Mitogen's own modules, in every run again (a no-op run
   of a laptop spent 1.5 s of controller CPU on it). Both are pure functions of their input, so their
   results are also kept on disk (`_DiskCache`: the user's cache directory, one file per input hash,
-  marshal's format for code objects, as Python's own .pyc files; a directory per Python and Mitogen
-  version). An entry that does not match its own checksum is computed again; a cache directory that
+  marshal's format for code objects, as Python's own .pyc files; a directory per entry format,
+  Python and Mitogen version). An entry that does not match its own checksum is computed again; a cache directory that
   cannot be written is not an error.
 - Before each task of a collection's module (llmfleet's own modules are), Mitogen's planner lists
   every installed collection, in the worker process, which exits after the task: 0.1 s of controller
@@ -90,9 +90,15 @@ class _DiskCache:
         return value
 
 
+# The layout of an entry (checksum, then value). A change to it gets a new number, so that runs of
+# two llmfleet versions on one controller never read each other's entries.
+_FORMAT = 2
+
+
 def _cache_directory() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    version = f"{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}-mitogen-{'.'.join(map(str, mitogen.__version__))}"
+    mitogen_version = ".".join(map(str, mitogen.__version__))
+    version = f"v{_FORMAT}-{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}-mitogen-{mitogen_version}"
     return base / "llmfleet" / "mitogen" / version
 
 
