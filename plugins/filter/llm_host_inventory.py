@@ -306,10 +306,10 @@ def fleet_problems(hostvars: Mapping[str, Any], hosts: Any) -> dict[str, list[st
                 f"({address}{f', port {port}' if port else ''}): under two inventory names it gets each host's "
                 "settings in turn and never converges. Keep one of them in the inventory, or give each its own "
                 "ansible_host.")
+    machine_of = {name: group for group in machines.values() for name in group}
     for address, group in addresses.items():
         for me in group:
-            same = next(g for g in machines.values() if me in g)
-            rivals = [h for h in group if h != me and h not in same]
+            rivals = [h for h in group if h != me and h not in machine_of[me]]
             if rivals:
                 found.setdefault(me, []).append(
                     f"{me} and {', '.join(rivals)} are exposed at one address, {address}: the team's clients would "

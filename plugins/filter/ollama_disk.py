@@ -14,6 +14,7 @@ from typing import Any
 
 from ansible_collections.llmfleet.llmfleet.plugins.filter import ollama_models as om
 
+
 def manifest_path(name: str, models_path: str) -> str:
     """Where Ollama keeps a model's manifest: <store>/manifests/<host>/<namespace>/<model>/<tag>."""
     path, tag = om.model_name(name).rsplit(":", 1)
