@@ -33,7 +33,7 @@ OPENAI_PROVIDERS = frozenset({"vllm", "openai"})
 EXTRA_KEYS = frozenset({"metadata", "env", "requestOptions", "data", "mcpServers"})
 # What a per-user entry in continue_users may override.
 USER_KEYS = frozenset({
-    "name", "models", "ollama_api_base", "vllm_api_base", "vllm_api_key", "autocomplete_model",
+    "name", "models", "ollama_api_base", "ollama_api_key", "vllm_api_base", "vllm_api_key", "autocomplete_model",
     "context_providers", "prompts", "rules", "docs", "config_extra",
 })
 # First line of the files we write: the sha1 of everything after it. A file whose first line matches
@@ -83,7 +83,13 @@ def autocomplete_model(setting: Any, host: Mapping[str, Any], choices: Mapping[s
 def user_settings(entry: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     """One continue_users entry (a name or a mapping of overrides) combined over the base settings."""
     overrides = {"name": entry} if isinstance(entry, str) else dict(entry)
-    return {**base, **overrides}
+    settings = {**base, **overrides}
+    # The developer's own key to the team server's Ollama (llm_host_team_keys), unless set for them;
+    # the other developers' keys are not carried along.
+    keys = settings.pop("team_keys", None) or {}
+    if not overrides.get("ollama_api_key") and isinstance(keys, Mapping) and keys.get(settings.get("name")):
+        settings["ollama_api_key"] = keys[settings["name"]]
+    return settings
 
 
 def user_errors(users: Any) -> list[str]:
@@ -146,6 +152,14 @@ def _model(entry: Any, settings: Mapping[str, Any], errors: list[str]) -> dict[s
     provider = model.get("provider")
     if provider == "ollama":
         model.setdefault("apiBase", settings.get("ollama_api_base") or "http://localhost:11434")
+        if "apiKey" not in model and _at_team(model["apiBase"], settings):
+            # The team server's TLS proxy lets no one into its Ollama without a developer's key.
+            if settings.get("ollama_api_key"):
+                model["apiKey"] = settings["ollama_api_key"]
+            else:
+                errors.append(f"model {label!r}: {model['apiBase']} is the team server's Ollama, which needs "
+                              f"{settings.get('name')}'s key: add {settings.get('name')} to llm_host_team_keys "
+                              "(or ollama_api_key to their continue_users entry)")
     elif provider in OPENAI_PROVIDERS:
         if "apiBase" not in model:
             if not settings.get("vllm_api_base"):
@@ -154,7 +168,23 @@ def _model(entry: Any, settings: Mapping[str, Any], errors: list[str]) -> dict[s
                 model["apiBase"] = settings["vllm_api_base"]
         if "apiKey" not in model and settings.get("vllm_api_key"):
             model["apiKey"] = settings["vllm_api_key"]
+    if settings.get("ca_bundle_path") and _at_team(str(model.get("apiBase") or ""), settings):
+        # Continue's requests carry their own list of CAs (Node's, not the system's): the team CA
+        # the system trusts is added to it for the team server.
+        options = dict(model.get("requestOptions") or {})
+        options.setdefault("caBundlePath", settings["ca_bundle_path"])
+        model["requestOptions"] = options
     return model
+
+
+def _at_team(url: str, settings: Mapping[str, Any]) -> bool:
+    """Whether `url` is the team server behind its TLS proxy (https at llm_host_team's address)."""
+    address = str(settings.get("team_address") or "").lower()
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return False
+    return bool(address) and parts.scheme == "https" and (parts.hostname or "").lower() == address
 
 
 def _autocomplete(setting: Any) -> dict[str, Any] | None:
@@ -187,9 +217,10 @@ def _setting_errors(settings: Mapping[str, Any]) -> list[str]:
         value = settings.get(key)
         if value and (not isinstance(value, str) or not is_url(value)):
             errors.append(f"{key} (continue_{key}) {value!r} is not an http(s):// URL, e.g. http://team-gpu.lan:8000/v1")
-    if is_placeholder(settings.get("vllm_api_key") or ""):
-        errors.append("vllm_api_key (continue_vllm_api_key) holds a placeholder, not a key: put the real key in the "
-                      "vault and point the variable at it, or leave it empty")
+    for key in ("vllm_api_key", "ollama_api_key"):
+        if is_placeholder(settings.get(key) or ""):
+            errors.append(f"{key} (continue_{key}) holds a placeholder, not a key: put the real key in the "
+                          "vault and point the variable at it, or leave it empty")
     return errors
 
 
@@ -295,6 +326,17 @@ def _endpoint(url: str) -> tuple[str, int | None]:
     return (parts.hostname or "").lower(), port
 
 
+def _server(url: str) -> tuple[int | None, str]:
+    """(port, path) of a vLLM URL on the team server: behind its TLS proxy the servers share a port,
+    each under its name (/<name>/v1); directly each has its own port (path "")."""
+    port = _endpoint(url)[1]
+    try:
+        path = urlsplit(str(url).strip()).path.rstrip("/")
+    except ValueError:
+        path = ""
+    return port, (path[: -len("/v1")] if path.endswith("/v1") else path)
+
+
 def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable[str] = ()) -> list[str]:
     """Models a host's clients ask the team server for that the server does not serve, as messages.
 
@@ -318,7 +360,7 @@ def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable
                 if isinstance(use, Mapping) and _endpoint(use.get("api_base", ""))[0] in hosts]
     ollama = _endpoint(team.get("ollama_url", ""))
     served = {_ollama_name(name) for name in team.get("ollama_models") or []}
-    vllm = {_endpoint(url): name for name, url in (team.get("vllm_urls") or {}).items()}
+    vllm = {_server(url): name for name, url in (team.get("vllm_urls") or {}).items()}
     other_ports = {_endpoint(team.get("open_webui_url", ""))[1]}
     errors = []
     for use in uses if isinstance(uses, list) else []:
@@ -328,8 +370,8 @@ def team_model_errors(uses: Any, team: Mapping[str, Any], server_names: Iterable
         if host not in hosts:
             continue
         model, by = str(use.get("model", "")), str(use.get("by", "a client"))
-        if (host, port) in vllm:
-            name = vllm[(host, port)]
+        if _server(use.get("api_base", "")) in vllm:
+            name = vllm[_server(use.get("api_base", ""))]
             if model != name:
                 errors.append(f"{by}: the team server {server}'s vLLM server at {use.get('api_base')} serves {name!r}, "
                               f"not {model!r}: set model: {name}, or add a vLLM server for {model!r} to vllm_models of "

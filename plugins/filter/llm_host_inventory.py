@@ -4,7 +4,8 @@ playbooks/preflight.yml runs this first on every host (roles/llm_host/tasks/pref
 role reads a setting, so a mistake is reported under the name the user wrote and not under a variable a
 role derives from it:
 
-- a variable with a role's prefix (ollama_, open_webui_, vllm_, continue_, llm_host_, llm_firewall_)
+- a variable with a role's prefix (ollama_, open_webui_, vllm_, continue_, llm_host_, llm_firewall_,
+  llm_proxy_)
   that no role declares, or a near miss of a declared name (edit distance 2 or less, e.g. olama_models),
   with the nearest declared name; llm_host_own_variables lists a team's own names (shell patterns);
 - a value of the wrong type, with its path (vllm_models[0].port): a string where a list or a mapping is
@@ -36,7 +37,7 @@ import yaml
 
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.collection import LOADER, ROLES_DIR
 
-PREFIXES = ("ollama_", "open_webui_", "vllm_", "continue_", "llm_host_", "llm_firewall_")
+PREFIXES = ("ollama_", "open_webui_", "vllm_", "continue_", "llm_host_", "llm_firewall_", "llm_proxy_")
 # Set by the roles themselves (set_fact), not by the inventory: what llm_host detected and the team
 # server's URLs, what llm_host's paths entry point moved aside (tests/test_llm_host_inventory.py
 # finds every such name in the roles and playbooks).
@@ -48,7 +49,7 @@ _NEAR_MIN_LENGTH = 6
 _NEAR_DISTANCE = 2
 # The YAML words Ansible reads as booleans.
 _BOOL_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "y", "n"})
-_SECRET = re.compile(r"(password|token|secret|(^|_)key)$", re.IGNORECASE)
+_SECRET = re.compile(r"(password|passphrase|token|secret|(^|_)keys?)$", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=4)

@@ -43,9 +43,18 @@ def _port(value: Any, default: int) -> int:
 
 
 def default_ports(roles_dir: str = ROLES_DIR) -> dict[str, int]:
-    """The ports the ollama and open_webui roles listen on when the inventory sets none (their defaults)."""
+    """The ports the ollama and open_webui roles listen on when the inventory sets none (their defaults),
+    and the HTTPS ports of the llm_proxy role in front of them (proxy_*)."""
+    proxy = role_defaults("llm_proxy", roles_dir)
     return {"ollama": int(role_defaults("ollama", roles_dir)["ollama_port"]),
-            "open_webui": int(role_defaults("open_webui", roles_dir)["open_webui_port"])}
+            "open_webui": int(role_defaults("open_webui", roles_dir)["open_webui_port"]),
+            "proxy_ollama": int(proxy["llm_proxy_ollama_port"]),
+            "proxy_open_webui": int(proxy["llm_proxy_open_webui_port"]),
+            "proxy_vllm": int(proxy["llm_proxy_vllm_port"])}
+
+
+def _https(address: str, port: int) -> str:
+    return f"https://{address}" if port == 443 else f"https://{address}:{port}"
 
 
 def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None,
@@ -54,8 +63,9 @@ def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None,
 
     `server` is llm_host_team_server (empty: no team server), `me` the calling host's
     inventory_hostname, `server_vars` the server's hostvars. A server reaches its own services on
-    localhost; another host only when the server sets llm_host_expose, at llm_host_advertised_name
-    (else ansible_host, else its inventory name). An unexposed server yields no URLs: its services
+    localhost over plain HTTP; another host only when the server sets llm_host_expose, through the
+    server's TLS proxy (the llm_proxy role's HTTPS ports, each vLLM server at /<name>/v1) at
+    llm_host_advertised_name (else ansible_host, else its inventory name). An unexposed server yields no URLs: its services
     listen on loopback only. Ports the server's inventory does not set are its roles' defaults, read
     from `roles_dir` (the collection's roles).
     """
@@ -75,17 +85,29 @@ def team_endpoints(server: str, me: str, server_vars: Mapping[str, Any] | None,
         # A laptop-only run does not run the server's preflight: its clients name the mistake.
         result["errors"] = [f"the team server {server}'s address {str(address)!r} (its llm_host_advertised_name, else "
                             "ansible_host) is not a host name: write the name alone in its host_vars, e.g. "
-                            "llm_host_advertised_name: team-gpu.lan (llmfleet adds http:// and each service's port)"]
+                            "llm_host_advertised_name: team-gpu.lan (llmfleet adds https:// and each service's port)"]
     defaults = default_ports(roles_dir)
-    ollama_port = _port(server_vars.get("ollama_port"), defaults["ollama"])
-    webui_port = _port(server_vars.get("open_webui_port"), defaults["open_webui"])
-    result["ollama_url"] = f"http://{address}:{ollama_port}"
+    if local:
+        # The server's own clients (Open WebUI, a workstation's Continue) use the services on loopback.
+        ollama_port = _port(server_vars.get("ollama_port"), defaults["ollama"])
+        webui_port = _port(server_vars.get("open_webui_port"), defaults["open_webui"])
+        result["ollama_url"] = f"http://{address}:{ollama_port}"
+        result["open_webui_url"] = f"http://{address}:{webui_port}"
+        vllm_urls = {str(entry["name"]): f"http://{address}:{_port(entry.get('port'), VLLM_PORT)}/v1"
+                     for entry in server_vars.get("vllm_models") or [] if isinstance(entry, Mapping) and entry.get("name")}
+    else:
+        # Everyone else through the server's TLS proxy (llm_proxy): its HTTPS ports, each vLLM server
+        # under its name. "team": the certificate is signed by the team CA the clients trust (llm_host's
+        # trust.yml); "own": the team's own certificate (llm_proxy_certificate).
+        result["tls"] = "own" if server_vars.get("llm_proxy_certificate") else "team"
+        ollama_port = _port(server_vars.get("llm_proxy_ollama_port"), defaults["proxy_ollama"])
+        webui_port = _port(server_vars.get("llm_proxy_open_webui_port"), defaults["proxy_open_webui"])
+        vllm_port = _port(server_vars.get("llm_proxy_vllm_port"), defaults["proxy_vllm"])
+        result["ollama_url"] = _https(address, ollama_port)
+        result["open_webui_url"] = _https(address, webui_port)
+        vllm_urls = {str(entry["name"]): f"{_https(address, vllm_port)}/{entry['name']}/v1"
+                     for entry in server_vars.get("vllm_models") or [] if isinstance(entry, Mapping) and entry.get("name")}
     result["ollama_models"] = _served_ollama_models(server_vars)
-    result["open_webui_url"] = f"http://{address}:{webui_port}"
-    vllm_urls = {}
-    for entry in server_vars.get("vllm_models") or []:
-        if isinstance(entry, Mapping) and entry.get("name"):
-            vllm_urls[str(entry["name"])] = f"http://{address}:{_port(entry.get('port'), VLLM_PORT)}/v1"
     result["vllm_urls"] = vllm_urls
     if vllm_urls:
         result["vllm_url"] = next(iter(vllm_urls.values()))

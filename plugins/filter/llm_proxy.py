@@ -1,0 +1,174 @@
+"""Filters of the llm_proxy role: the developers' keys checked and turned into nginx's map, the names
+the server certificate must carry, and the state the role's one look at the host reports.
+
+Kept in Python so the rules (which keys nginx can match safely, what a name in a certificate is, when a
+certificate must be issued again) are unit-tested in tests/test_llm_proxy_filters.py rather than spread
+over Jinja expressions. A key's value is never part of a message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_host_name
+from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder
+
+KEYS = "llm_host_team_keys"
+# A bearer key nginx matches with a regular expression: RFC 6750's token68 characters, long enough
+# not to be guessed. The map escapes them (regex_escape) all the same.
+KEY = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
+KEY_MIN = 16
+# A developer's name, as nginx's map gives it back and its access log writes it.
+DEVELOPER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+
+
+def key_errors(keys: Any) -> list[str]:
+    """What is wrong with llm_host_team_keys ({developer: key}), as messages without the values."""
+    if keys in (None, ""):
+        return []
+    if not isinstance(keys, Mapping):
+        return [f"{KEYS} must be a mapping of developer names to keys (developer: \"{{{{ vault_team_key_<name> }}}}\"), "
+                f"and it is a {type(keys).__name__}"]
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for name, key in keys.items():
+        if not isinstance(name, str) or not DEVELOPER.fullmatch(name):
+            errors.append(f"{KEYS}: {name!r} is not a developer name (letters, digits, _ . @ -; the account name "
+                          "of continue_users)")
+            continue
+        if not isinstance(key, str) or is_placeholder(key) or not key:
+            errors.append(f"{KEYS}.{name} holds no key (empty or a placeholder): put a random key in the vault, e.g. "
+                          "`openssl rand -base64 32`, and point the entry at it")
+        elif not KEY.fullmatch(key):
+            errors.append(f"{KEYS}.{name} must be at least {KEY_MIN} characters of A-Z a-z 0-9 . _ ~ + / = - "
+                          "(a bearer token); e.g. `openssl rand -base64 32`")
+        elif key in seen:
+            errors.append(f"{KEYS}.{name} has the same key as {KEYS}.{seen[key]}: each developer needs their own, "
+                          "so one can be revoked without the other")
+        else:
+            seen[key] = name
+    return errors
+
+
+def key_map(keys: Mapping[str, str] | None) -> list[dict[str, str]]:
+    """[{name, pattern}] for nginx's map from the Authorization header to the developer's name.
+
+    Matched case-sensitively and whole (`~^Bearer <key>$`): a plain map key would match case-insensitively.
+    Only keys key_errors accepts reach here; regex metacharacters among them are escaped.
+    """
+    entries = []
+    for name, key in sorted((keys or {}).items()):
+        entries.append({"name": str(name), "pattern": "~^Bearer " + re.escape(str(key)) + "$"})
+    return entries
+
+
+def certificate_names(names: Iterable[Any]) -> list[str]:
+    """The subjectAltName entries for these names and addresses ("DNS:team-gpu.lan", "IP:10.0.0.5"),
+    without duplicates, in the order given; entries that are neither are left out (the preflight names them)."""
+    entries: list[str] = []
+    for name in names or []:
+        text = str(name).strip().rstrip(".") if name is not None else ""
+        if not text:
+            continue
+        try:
+            entry = f"IP:{ipaddress.ip_address(text.strip('[]'))}"
+        except ValueError:
+            if not is_host_name(text):
+                continue
+            entry = f"DNS:{text.lower()}"
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
+def name_errors(names: Iterable[Any]) -> list[str]:
+    """The names (llm_proxy_names, llm_host_advertised_name) that cannot go in a certificate."""
+    errors = []
+    for name in names or []:
+        if not certificate_names([name]):
+            errors.append(f"{name!r} is not a host name or an IP address, so it cannot be one of the certificate's "
+                          "names: write the name alone (team-gpu.lan), without scheme, port or path")
+    return errors
+
+
+def _openssl_names(text: str) -> list[str]:
+    """openssl's `-ext subjectAltName` line ("DNS:a, IP Address:10.0.0.5") as certificate_names writes them."""
+    entries = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if part.startswith("DNS:"):
+            entries.append("DNS:" + part[4:].lower())
+        elif part.startswith("IP Address:"):
+            try:
+                entries.append(f"IP:{ipaddress.ip_address(part[11:].strip())}")
+            except ValueError:
+                entries.append(part)
+        elif part:
+            entries.append(part)
+    return entries
+
+
+def look(lines: Iterable[str]) -> dict[str, str]:
+    """The look's `key=value` lines as a mapping."""
+    found = {}
+    for line in lines or []:
+        key, sep, value = str(line).partition("=")
+        if sep:
+            found[key.strip()] = value.strip()
+    return found
+
+
+def todo(state: Mapping[str, str], want: Mapping[str, Any]) -> list[str]:
+    """What must change on the host, from the look (`state`) and what the role wants (`want`).
+
+    `want`: enabled, files ({path: {sha256 or '' for "any content", mode}}), absent (paths that must
+    not exist), names (subjectAltName entries), own_certificate (the team's: compared by checksum in
+    files), ca (whether the look could check the issuer). Empty when the host is as it should be.
+    Disabled, only leftovers of ours count (our files present).
+    """
+    changes: list[str] = []
+    files = want.get("files") or {}
+    if not want.get("enabled"):
+        return ["remove"] if any(state.get(f"file:{path}", "absent") != "absent" for path in files) else []
+    if state.get("nginx") != "installed":
+        changes.append("package")
+    for path, spec in files.items():
+        found = state.get(f"file:{path}", "absent")
+        if found == "absent":
+            changes.append(f"write {path}")
+            continue
+        digest, _, mode = found.partition(" ")
+        if (spec.get("sha256") and digest != spec["sha256"]) or mode != spec.get("mode", mode):
+            changes.append(f"write {path}")
+    for path in want.get("absent") or []:
+        if state.get(f"present:{path}") == "yes":
+            changes.append(f"remove {path}")
+    if state.get("active") != "active" or state.get("enabled") != "enabled":
+        changes.append("service")
+    if not want.get("own_certificate"):
+        if state.get("key_matches") != "yes":
+            changes.append("certificate: none, or not for the key")
+        elif state.get("cert_fresh") != "yes":
+            changes.append("certificate: near its end")
+        elif want.get("ca") and state.get("ca_signed") != "yes":
+            changes.append("certificate: not signed by the team CA")
+        elif sorted(_openssl_names(state.get("cert_names", ""))) != sorted(want.get("names") or []):
+            changes.append("certificate: other names")
+    return changes
+
+
+class FilterModule:
+    """llm_proxy filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "llm_proxy_key_errors": key_errors,
+            "llm_proxy_key_map": key_map,
+            "llm_proxy_certificate_names": certificate_names,
+            "llm_proxy_name_errors": name_errors,
+            "llm_proxy_look": look,
+            "llm_proxy_todo": todo,
+        }
