@@ -48,6 +48,7 @@ WATCHED = [Path(p) for p in ("/opt/llmfleet", "/etc/ollama", "/etc/vllm", "/etc/
 CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8000}
 # A valid, exposed team server for the cases about what laptops ask of it (it passes the preflight).
 TEAM_SERVER = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan", "vllm_models": [CODER],
+               "vllm_api_key": "k-9c1f0d2e", "llm_host_ca_passphrase": "a-ca-passphrase-4f1e",
                "ollama_models": ["qwen2.5-coder:7b"]}
 
 
@@ -139,8 +140,18 @@ CASES = [
          ("continue_vllm_api_key", "holds a placeholder", "put the real key in the vault"), host="continue-settings-laptop"),
     Case("open-webui-exposed-without-auth", "gpu_servers",
          {"llm_host_expose": True, "open_webui_environment": {"WEBUI_AUTH": False}},
-         ("open_webui_environment sets WEBUI_AUTH false while Open WebUI listens on 0.0.0.0",
-          "set open_webui_host: 127.0.0.1"), host="open-webui-settings-server"),
+         ("open_webui_environment sets WEBUI_AUTH false while Open WebUI serves the network through its TLS proxy",
+          "set llm_host_expose: false"), host="open-webui-settings-server"),
+    # The TLS proxy of an exposed host (llm_proxy): one task reports these together.
+    Case("exposed-vllm-without-key", "gpu_servers", {"llm_host_expose": True, "vllm_models": [CODER]},
+         ("the vLLM server coder would be exposed without an API key", "set vllm_api_key"), host="proxy-settings-server"),
+    Case("team-key-too-short", "gpu_servers", {"llm_host_team_keys": {"alice": "short"}},
+         ("llm_host_team_keys.alice must be at least 16 characters",), host="proxy-settings-server"),
+    Case("exposed-without-ca-passphrase", "gpu_servers", {"llm_proxy_renew_days": 30},
+         ("llm_host_ca_passphrase must hold the passphrase", "llm_proxy_certificate"), host="proxy-settings-server"),
+    Case("service-beyond-loopback-behind-proxy", "gpu_servers",
+         {"llm_host_expose": True, "llm_host_ca_passphrase": "a-ca-passphrase-4f1e", "ollama_host": "0.0.0.0"},
+         ("ollama_host makes its service listen beyond loopback, next to the proxy",)),
     Case("open-webui-exposed-admin-signup", "workstations",
          {"open_webui_host": "0.0.0.0", "open_webui_enable_signup": True, "open_webui_default_user_role": "admin"},
          ("open_webui_enable_signup with open_webui_default_user_role admin", "pending")),
@@ -522,6 +533,8 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
     server = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan",
               "vllm_models": [CODER, {**CODER, "name": "rerank", "model": "BAAI/bge-reranker-v2-m3", "port": 8001}],
               "vllm_api_key": "k-9c1f0d2e", "open_webui_admin_email": "admin@team.example",
+              "llm_host_ca_passphrase": "a-ca-passphrase-4f1e",
+              "llm_host_team_keys": {"alice": "alice-key-0123456789abcdef"},
               "open_webui_admin_password": "Tr0ub4dor-3-staple", "ollama_models": ["qwen2.5-coder:7b", "nomic-embed-text"],
               # A team's own variable that shares a role's prefix, declared as such.
               "ollama_site_colour": "blue", "llm_host_own_variables": ["ollama_site_*"]}

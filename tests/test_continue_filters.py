@@ -185,3 +185,36 @@ def test_an_account_name_with_anything_around_it_is_refused(users: list) -> None
 def test_an_api_base_must_be_a_whole_url(base: str) -> None:
     errors = cc.config_errors({"name": "alice", "version": "1.0.0", "vllm_api_base": base, "models": []})
     assert any("(continue_vllm_api_base)" in e and "is not an http(s):// URL" in e for e in errors)
+
+
+TEAM = {"team_address": "team-gpu.lan", "ca_bundle_path": "/usr/local/share/ca-certificates/llmfleet-team-ca.crt"}
+TEAM_MODELS = [{"name": "Team chat", "provider": "ollama", "model": "qwen2.5-coder:32b", "apiBase": "https://team-gpu.lan:11443"},
+               {"name": "Team vLLM", "provider": "vllm", "model": "coder"},
+               {"name": "Local", "provider": "ollama", "model": "qwen2.5-coder:7b"}]
+
+
+def test_each_developer_gets_their_own_key_to_the_team_servers_ollama_and_the_team_ca() -> None:
+    base = _settings(models=TEAM_MODELS, vllm_api_base="https://team-gpu.lan:8443/coder/v1", vllm_api_key="v-key",
+                     team_keys={"alice": "alice-key-0123456789abcdef", "bob": "bob-key-0123456789abcdef"}, **TEAM)
+    alice = cc.user_settings("alice", base)
+    assert "team_keys" not in alice
+    models = {m["name"]: m for m in cc.config(alice)["models"]}
+    assert models["Team chat"]["apiKey"] == "alice-key-0123456789abcdef"
+    assert models["Team vLLM"]["apiKey"] == "v-key"
+    for name in ("Team chat", "Team vLLM"):
+        assert models[name]["requestOptions"] == {"caBundlePath": TEAM["ca_bundle_path"]}
+    # The laptop's own Ollama needs neither.
+    assert "apiKey" not in models["Local"] and "requestOptions" not in models["Local"]
+    # An entry's own key wins; a developer without one in the list is told where to add it.
+    assert cc.config(cc.user_settings({"name": "bob", "ollama_api_key": "bob-own-0123456789abcdef"}, base))[
+        "models"][0]["apiKey"] == "bob-own-0123456789abcdef"
+    [error] = cc.config_errors(cc.user_settings("carol", base))
+    assert "https://team-gpu.lan:11443 is the team server's Ollama, which needs carol's key" in error
+    assert "add carol to llm_host_team_keys" in error
+
+
+def test_a_request_option_of_the_users_own_is_kept_beside_the_team_ca() -> None:
+    model = {"name": "Team vLLM", "provider": "vllm", "model": "coder", "apiBase": "https://TEAM-GPU.lan:8443/coder/v1",
+             "requestOptions": {"timeout": 30}}
+    [out, _] = cc.config(_settings(models=[model], **TEAM))["models"]
+    assert out["requestOptions"] == {"timeout": 30, "caBundlePath": TEAM["ca_bundle_path"]}

@@ -114,7 +114,9 @@ def test_the_example_inventory_renders_a_config_continue_accepts(tmp_path: Path,
     server = {"ansible_host": "team-gpu.lan"}
     for name in ("fleet.yml", "vllm.yml"):
         server.update(yaml.safe_load((ROOT / "inventory/example/group_vars/gpu_servers" / name).read_text()))
-    team = _llm_host_team.team_endpoints("team-gpu", "alice-mbp", server)
+    team = {**_llm_host_team.team_endpoints("team-gpu", "alice-mbp", server),
+            # What llm_host's team.yml adds on a Debian laptop: where the team CA is in its trust store.
+            "ca_file": "/usr/local/share/ca-certificates/llmfleet-team-ca.crt"}
     out = _render(tmp_path, **laptops, continue_users=["alice"], vault_vllm_api_key="from-the-vault",
                   llm_host_team=team, llm_host_facts={"type": "macos_arm64", "ram_mb": 16384, "vram_mb": 0})
     [result] = _continue_parses(config_yaml_prefix, out / "alice.yaml")
@@ -122,6 +124,10 @@ def test_the_example_inventory_renders_a_config_continue_accepts(tmp_path: Path,
     models = {m["name"]: m for m in result["config"]["models"]}
     assert models["BGE reranker (team)"]["roles"] == ["rerank"]
     assert models["BGE reranker (team)"]["apiKey"] == "from-the-vault"
-    assert models["BGE reranker (team)"]["apiBase"] == "http://team-gpu.lan:8001/v1"
-    assert models["Qwen2.5-Coder 32B (team)"]["apiBase"] == "http://team-gpu.lan:8000/v1"
+    # Through the team server's TLS proxy, each vLLM server under its name, with the team CA for Continue's requests.
+    assert models["BGE reranker (team)"]["apiBase"] == "https://team-gpu.lan:8443/bge-reranker/v1"
+    assert models["Qwen2.5-Coder 32B (team)"]["apiBase"] == "https://team-gpu.lan:8443/qwen2.5-coder-32b/v1"
+    assert models["Qwen2.5-Coder 32B (team)"]["requestOptions"] == {
+        "caBundlePath": "/usr/local/share/ca-certificates/llmfleet-team-ca.crt"}
+    assert "requestOptions" not in models["Qwen2.5-Coder 7B (laptop)"]
     assert models["qwen2.5-coder:7b-base (autocomplete)"]["apiBase"] == "http://localhost:11434"

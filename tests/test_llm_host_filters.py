@@ -25,12 +25,22 @@ def test_laptop_gets_the_exposed_servers_urls_by_name() -> None:
     result = team.team_endpoints("team-gpu", "alice-mbp", SERVER)
     assert result == {
         "server": "team-gpu", "exposed": True, "address": "team-gpu.lan",
-        "ollama_url": "http://team-gpu.lan:11434",
+        # Through the server's TLS proxy (llm_proxy's ports): each vLLM server under its name.
+        "tls": "team",
+        "ollama_url": "https://team-gpu.lan:11443",
         "ollama_models": [],
-        "open_webui_url": "http://team-gpu.lan:3000",
-        "vllm_urls": {"coder": "http://team-gpu.lan:8001/v1", "rerank": "http://team-gpu.lan:8002/v1"},
-        "vllm_url": "http://team-gpu.lan:8001/v1",
+        "open_webui_url": "https://team-gpu.lan",
+        "vllm_urls": {"coder": "https://team-gpu.lan:8443/coder/v1", "rerank": "https://team-gpu.lan:8443/rerank/v1"},
+        "vllm_url": "https://team-gpu.lan:8443/coder/v1",
     }
+
+
+def test_the_proxy_ports_and_the_teams_own_certificate_come_from_the_servers_inventory() -> None:
+    result = team.team_endpoints("team-gpu", "alice-mbp", {**SERVER, "llm_proxy_ollama_port": 4443,
+                                                           "llm_proxy_open_webui_port": 9443,
+                                                           "llm_proxy_certificate": "-----BEGIN CERTIFICATE-----"})
+    assert result["ollama_url"] == "https://team-gpu.lan:4443" and result["open_webui_url"] == "https://team-gpu.lan:9443"
+    assert result["tls"] == "own"
 
 
 def test_the_server_reaches_itself_on_localhost() -> None:
@@ -74,11 +84,11 @@ def test_the_team_servers_ollama_list_is_published_as_written() -> None:
 
 def test_models_the_team_server_serves_pass() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    uses = [_use("qwen2.5-coder:32b", "http://team-gpu.lan:11434"),
-            _use("nomic-embed-text:latest", "http://TEAM-GPU.lan:11434/"),
-            _use("team-reviewer", "http://10.0.0.5:11434"),  # the server's ansible_host
-            _use("coder", "http://team-gpu.lan:8001/v1", "vllm"),
-            _use("rerank", "http://team-gpu.lan:8002/v1", "openai"),
+    uses = [_use("qwen2.5-coder:32b", "https://team-gpu.lan:11443"),
+            _use("nomic-embed-text:latest", "https://TEAM-GPU.lan:11443/"),
+            _use("team-reviewer", "https://10.0.0.5:11443"),  # the server's ansible_host
+            _use("coder", "https://team-gpu.lan:8443/coder/v1", "vllm"),
+            _use("rerank", "https://team-gpu.lan:8443/rerank/v1/", "openai"),
             # Served elsewhere: not the team server's business.
             _use("qwen3:8b", "http://localhost:11434"), _use("gpt-x", "https://api.example.com/v1", "openai")]
     assert cc.team_model_errors(uses, endpoints, ["10.0.0.5"]) == []
@@ -86,7 +96,7 @@ def test_models_the_team_server_serves_pass() -> None:
 
 def test_a_model_the_team_servers_ollama_lacks_is_named_with_the_fix() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = cc.team_model_errors([_use("qwen3:32b", "http://team-gpu.lan:11434")], endpoints)
+    errors = cc.team_model_errors([_use("qwen3:32b", "https://team-gpu.lan:11443")], endpoints)
     assert errors == ["Continue config of alice (model 'qwen3:32b'): the team server team-gpu does not serve "
                       "'qwen3:32b' from its Ollama: add it to ollama_models of team-gpu (its host_vars or "
                       "group_vars/gpu_servers/), or serve the model from this host's own Ollama (apiBase "
@@ -95,16 +105,20 @@ def test_a_model_the_team_servers_ollama_lacks_is_named_with_the_fix() -> None:
 
 def test_a_vllm_model_must_be_the_name_that_server_serves() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = cc.team_model_errors([_use("Qwen/Qwen2.5-Coder-32B", "http://team-gpu.lan:8001/v1", "vllm")], endpoints)
+    errors = cc.team_model_errors([_use("Qwen/Qwen2.5-Coder-32B", "https://team-gpu.lan:8443/coder/v1", "vllm")], endpoints)
     assert len(errors) == 1 and "serves 'coder', not 'Qwen/Qwen2.5-Coder-32B': set model: coder" in errors[0]
 
 
 def test_a_port_of_the_team_server_where_nothing_listens_is_an_error() -> None:
     endpoints = team.team_endpoints("team-gpu", "alice-mbp", SERVED)
-    errors = cc.team_model_errors([_use("coder", "http://team-gpu.lan:9000/v1", "openai"),
-                                     _use("coder", "http://team-gpu.lan:11434", "openai")], endpoints)
+    errors = cc.team_model_errors([_use("coder", "https://team-gpu.lan:9000/v1", "openai"),
+                                     _use("coder", "https://team-gpu.lan:11443", "openai"),
+                                     # The vLLM port, but no server of that name; the services' own ports.
+                                     _use("coder", "https://team-gpu.lan:8443/other/v1", "openai"),
+                                     _use("coder", "http://team-gpu.lan:8001/v1", "openai")], endpoints)
     assert "nothing of llmfleet's listens there" in errors[0]
     assert "use provider ollama there" in errors[1]
+    assert len(errors) == 4 and all("nothing of llmfleet's listens there" in e for e in errors[2:])
 
 
 def test_no_check_without_a_team_server_or_on_the_server_itself() -> None:
@@ -131,9 +145,9 @@ def test_a_server_address_that_is_not_a_host_name_is_named_to_its_clients(addres
 
 def _roles_with(tmp_path: Path, **ports: int) -> str:
     """A copy of the roles' defaults files with some defaults changed."""
-    for role in ("ollama", "open_webui"):
+    for role in ("ollama", "open_webui", "llm_proxy"):
         defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
-        defaults.update({k: v for k, v in ports.items() if k.startswith(role + "_port")})
+        defaults.update({k: v for k, v in ports.items() if k.startswith(role + "_") and k.endswith("port")})
         (tmp_path / role / "defaults").mkdir(parents=True)
         (tmp_path / role / "defaults" / "main.yml").write_text(yaml.safe_dump(defaults))
     return str(tmp_path)
@@ -142,18 +156,23 @@ def _roles_with(tmp_path: Path, **ports: int) -> str:
 def test_unset_ports_are_the_roles_own_defaults() -> None:
     # Read from roles/ollama and roles/open_webui, not copied: the server's inventory sets neither here.
     result = team.team_endpoints("team-gpu", "alice-mbp", {"llm_host_expose": True, "llm_host_advertised_name": "gpu"})
-    assert result["ollama_url"] == "http://gpu:11434" and result["open_webui_url"] == "http://gpu:8080"
-    assert team.default_ports() == {"ollama": 11434, "open_webui": 8080}
+    assert result["ollama_url"] == "https://gpu:11443" and result["open_webui_url"] == "https://gpu"
+    local = team.team_endpoints("team-gpu", "team-gpu", {"llm_host_expose": True})
+    assert local["ollama_url"] == "http://localhost:11434" and local["open_webui_url"] == "http://localhost:8080"
+    assert team.default_ports() == {"ollama": 11434, "open_webui": 8080,
+                                    "proxy_ollama": 11443, "proxy_open_webui": 443, "proxy_vllm": 8443}
     # The vllm preflight's port clash check reads them through this filter.
     default_port = team.FilterModule().filters()["llm_host_default_port"]
     assert (default_port("ollama"), default_port("open_webui")) == (11434, 8080)
 
 
 def test_a_changed_role_default_is_what_clients_get(tmp_path: Path) -> None:
-    roles = _roles_with(tmp_path, ollama_port=11500, open_webui_port=3000)
+    roles = _roles_with(tmp_path, ollama_port=11500, open_webui_port=3000, llm_proxy_ollama_port=11600)
     result = team.team_endpoints("team-gpu", "alice-mbp", {"llm_host_expose": True, "llm_host_advertised_name": "gpu"},
                                  roles_dir=roles)
-    assert result["ollama_url"] == "http://gpu:11500" and result["open_webui_url"] == "http://gpu:3000"
+    assert result["ollama_url"] == "https://gpu:11600" and result["open_webui_url"] == "https://gpu"
+    local = team.team_endpoints("team-gpu", "team-gpu", {}, roles_dir=roles)
+    assert local["ollama_url"] == "http://localhost:11500" and local["open_webui_url"] == "http://localhost:3000"
     # The inventory's own setting still wins over the default.
-    assert team.team_endpoints("team-gpu", "bob", {**SERVER, "ollama_port": 12000}, roles_dir=roles)["ollama_url"] == (
-        "http://team-gpu.lan:12000")
+    assert team.team_endpoints("team-gpu", "bob", {**SERVER, "llm_proxy_ollama_port": 12000},
+                               roles_dir=roles)["ollama_url"] == "https://team-gpu.lan:12000"

@@ -49,15 +49,19 @@ def exposure_errors(host: str, environment: Mapping[str, Any], signup: Any, defa
     """What makes an Open WebUI listening beyond loopback open to anyone who reaches it (empty: fine)."""
     if str(host).strip() in _LOOPBACK:
         return []
+    # "proxy": on loopback, but the host serves the network through its TLS proxy (llm_host_expose).
+    proxied = str(host) == "proxy"
+    where = ("serves the network through its TLS proxy (llm_host_expose)" if proxied
+             else f"listens on {host} (open_webui_host)")
     errors = []
     auth = (environment or {}).get("WEBUI_AUTH", True)
     if str(auth).strip().lower() in ("false", "0", "no", "off"):
-        errors.append(f"open_webui_environment sets WEBUI_AUTH false while Open WebUI listens on {host} "
-                      "(open_webui_host / llm_host_expose), so anyone who reaches it is admin. Remove WEBUI_AUTH "
-                      "from open_webui_environment, or set open_webui_host: 127.0.0.1")
+        errors.append(f"open_webui_environment sets WEBUI_AUTH false while Open WebUI {where}, so anyone who reaches "
+                      "it is admin. Remove WEBUI_AUTH from open_webui_environment, or set "
+                      + ("llm_host_expose: false" if proxied else "open_webui_host: 127.0.0.1"))
     if str(signup).strip().lower() in ("true", "1", "yes", "on") and default_role == "admin":
-        errors.append(f"open_webui_enable_signup with open_webui_default_user_role admin while Open WebUI listens on "
-                      f"{host}: anyone who reaches it can make themselves admin. Set open_webui_default_user_role: "
+        errors.append(f"open_webui_enable_signup with open_webui_default_user_role admin while Open WebUI {where}: "
+                      "anyone who reaches it can make themselves admin. Set open_webui_default_user_role: "
                       "pending (an admin approves new accounts), or open_webui_enable_signup: false")
     return errors
 

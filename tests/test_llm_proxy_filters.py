@@ -1,0 +1,113 @@
+"""The llm_proxy role's filters: the developers' keys, the certificate's names, and what the role's one
+look at the host says must change."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from _modules import load_module
+
+proxy = load_module("plugins/filter/llm_proxy.py")
+
+GOOD = {"alice": "alice-key-0123456789abcdef", "bob": "b0b+K3y/with=base64.chars~"}
+
+
+def test_good_keys_pass_and_become_an_exact_case_sensitive_map() -> None:
+    assert proxy.key_errors(GOOD) == []
+    assert proxy.key_errors({}) == [] and proxy.key_errors(None) == []
+    entries = proxy.key_map(GOOD)
+    assert [e["name"] for e in entries] == ["alice", "bob"]
+    for entry, key in zip(entries, (GOOD["alice"], GOOD["bob"])):
+        pattern = entry["pattern"]
+        assert pattern.startswith("~^Bearer ") and pattern.endswith("$")
+        regex = re.compile(pattern[1:])
+        assert regex.match(f"Bearer {key}")
+        assert not regex.match(f"bearer {key}".replace(key, key.upper()))
+        assert not regex.match(f"Bearer {key}x") and not regex.match(f"Bearer {key[:-1]}")
+    # Regex metacharacters in a key are literal: "." does not match any character.
+    assert not re.compile(entries[1]["pattern"][1:]).match("Bearer b0b+K3y/with=base64Xchars~")
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"alice": "short"}, "llm_host_team_keys.alice must be at least 16 characters"),
+    ({"alice": "has a space in it 0123"}, "llm_host_team_keys.alice must be at least 16 characters"),
+    ({"alice": 'quote"0123456789abcdef'}, "llm_host_team_keys.alice must be at least 16 characters"),
+    ({"alice": "changeme"}, "llm_host_team_keys.alice holds no key"),
+    ({"alice": ""}, "llm_host_team_keys.alice holds no key"),
+    ({"al ice": "alice-key-0123456789abcdef"}, "'al ice' is not a developer name"),
+    ({"alice": "same-key-0123456789abcdef", "bob": "same-key-0123456789abcdef"},
+     "llm_host_team_keys.bob has the same key as llm_host_team_keys.alice"),
+    (["alice"], "llm_host_team_keys must be a mapping"),
+])
+def test_bad_keys_are_named_never_shown(keys: object, message: str) -> None:
+    errors = proxy.key_errors(keys)
+    assert len(errors) == 1 and message in errors[0], errors
+    for value in (keys.values() if isinstance(keys, dict) else []):
+        if len(str(value)) > 4:
+            assert str(value) not in errors[0]
+
+
+def test_certificate_names_are_dns_names_and_addresses_once_each() -> None:
+    assert proxy.certificate_names(["Team-GPU.lan", "10.0.0.5", "team-gpu.lan.", "fd00::5", "", None]) == [
+        "DNS:team-gpu.lan", "IP:10.0.0.5", "IP:fd00::5"]
+    assert proxy.name_errors(["team-gpu.lan", "10.0.0.5"]) == []
+    [error] = proxy.name_errors(["https://team-gpu.lan:443"])
+    assert "'https://team-gpu.lan:443' is not a host name or an IP address" in error
+
+
+FILES = {"/etc/nginx/conf.d/llmfleet.conf": {"sha256": "c0", "mode": "644:root:root"},
+         "/etc/llmfleet/proxy/ollama-keys.conf": {"sha256": "k0", "mode": "600:root:root"},
+         "/etc/llmfleet/proxy/server.key": {"sha256": "", "mode": "600:root:root"},
+         "/etc/llmfleet/proxy/server.crt": {"sha256": "", "mode": "644:root:root"}}
+WANT = {"enabled": True, "own_certificate": False, "ca": True, "names": ["DNS:team-gpu.lan", "IP:10.0.0.5"],
+        "files": FILES, "absent": ["/etc/nginx/sites-enabled/default"]}
+CONVERGED = [
+    "nginx=installed",
+    "file:/etc/nginx/conf.d/llmfleet.conf=c0 644:root:root",
+    "file:/etc/llmfleet/proxy/ollama-keys.conf=k0 600:root:root",
+    "file:/etc/llmfleet/proxy/server.key=aa 600:root:root",
+    "file:/etc/llmfleet/proxy/server.crt=bb 644:root:root",
+    "active=active", "enabled=enabled",
+    "cert_fresh=yes", "cert_names=    DNS:team-gpu.lan, IP Address:10.0.0.5", "key_matches=yes", "ca_signed=yes",
+]
+
+
+def _todo(lines: list[str], **want: object) -> list[str]:
+    return proxy.todo(proxy.look(lines), {**WANT, **want})
+
+
+def test_a_converged_host_needs_nothing() -> None:
+    assert _todo(CONVERGED) == []
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda s: s.replace("nginx=installed", "nginx=missing"), "package"),
+    (lambda s: s.replace("=c0 644", "=c1 644"), "write /etc/nginx/conf.d/llmfleet.conf"),
+    (lambda s: s.replace("=k0 600", "=k0 644"), "write /etc/llmfleet/proxy/ollama-keys.conf"),
+    (lambda s: s.replace("=aa 600:root:root", "absent"), "write /etc/llmfleet/proxy/server.key"),
+    (lambda s: s + "\npresent:/etc/nginx/sites-enabled/default=yes", "remove /etc/nginx/sites-enabled/default"),
+    (lambda s: s.replace("active=active", "active=inactive"), "service"),
+    (lambda s: s.replace("enabled=enabled", "enabled=disabled"), "service"),
+    (lambda s: s.replace("cert_fresh=yes", ""), "certificate: near its end"),
+    (lambda s: s.replace("key_matches=yes", ""), "certificate: none, or not for the key"),
+    (lambda s: s.replace("ca_signed=yes", ""), "certificate: not signed by the team CA"),
+    (lambda s: s.replace(", IP Address:10.0.0.5", ""), "certificate: other names"),
+])
+def test_each_drift_is_found(change: object, expected: str) -> None:
+    lines = change("\n".join(CONVERGED)).split("\n")  # type: ignore[operator]
+    assert _todo(lines) == [expected]
+
+
+def test_the_teams_own_certificate_is_compared_by_checksum_only() -> None:
+    files = {**FILES, "/etc/llmfleet/proxy/server.crt": {"sha256": "bb", "mode": "644:root:root"}}
+    lines = [line for line in CONVERGED if not line.startswith(("cert_", "ca_"))]
+    assert _todo(lines, own_certificate=True, ca=False, files=files) == []
+    files["/etc/llmfleet/proxy/server.crt"]["sha256"] = "other"
+    assert _todo(lines, own_certificate=True, ca=False, files=files) == ["write /etc/llmfleet/proxy/server.crt"]
+
+
+def test_turned_off_only_our_leftovers_count() -> None:
+    assert _todo(CONVERGED, enabled=False) == ["remove"]
+    gone = [f"file:{path}=absent" for path in FILES] + ["nginx=installed", "active=active"]
+    assert _todo(gone, enabled=False) == []
