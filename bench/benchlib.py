@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 INVENTORY = CACHE / "inventory"
@@ -188,6 +190,15 @@ def task_profile(run: Run, top: int = 15) -> list[tuple[float, str, str]]:
 
 def stats(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def vault_values(*names: str) -> dict[str, str]:
+    """Values of the fleet's vault (molecule/fleet's, which the bench fleet uses), read with ansible-vault."""
+    vault = ROOT / "molecule" / "fleet" / "inventory" / "group_vars" / "all" / "vault.yml"
+    out = subprocess.run([str(VENV_BIN / "ansible-vault"), "view", "--vault-password-file", str(VAULT_PASSWORD),
+                          str(vault)], env=_env(), check=True, stdout=subprocess.PIPE, text=True).stdout
+    values = yaml.safe_load(out)
+    return {name: str(values[name]) for name in names}
 
 
 def container_exec(name: str, *argv: str) -> str:

@@ -1,4 +1,4 @@
-"""llmfleet's benchmarks (bench/README.md): `bench/run NAME`, NAME one of noop, wrapper, scaling, bytes.
+"""llmfleet's benchmarks (bench/README.md): `bench/run NAME`, NAME one of noop, wrapper, scaling, bytes, proxy.
 
 Each prints a table and writes .cache/bench/results/NAME.json. Targets (issue 9) are checked as
 ratios and figures measured in the same run; a missed target is reported and exits 1.
@@ -7,6 +7,8 @@ ratios and figures measured in the same run; a missed target is reported and exi
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -181,7 +183,8 @@ def bench_bytes(repeat: int) -> bool:
     since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     time.sleep(1)
     b.container_exec(control, "curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8765/")
-    b.container_exec(control, "curl", "-sf", "-o", "/dev/null", f"http://{b.SERVER}:11434/api/version")
+    # Through the server's TLS proxy (its services listen on loopback), the team CA from the system store.
+    b.container_exec(control, "curl", "-sf", "-o", "/dev/null", f"https://{b.SERVER}/health")
     b.container_exec(control, "curl", "-sf", "-o", "/dev/null", "-X", "POST", "http://127.0.0.1:11434/api/pull",
                      "-d", '{"model": "nomic-embed-text", "stream": false}')
     seen = {**b.counters_read(control), "ollama_pulls": b.ollama_pulls(control, since)}
@@ -196,7 +199,49 @@ def bench_bytes(repeat: int) -> bool:
     return met
 
 
-BENCHES = {"noop": bench_noop, "wrapper": bench_wrapper, "scaling": bench_scaling, "bytes": bench_bytes}
+def bench_proxy(repeat: int) -> bool:
+    """The latency the TLS proxy adds to a short chat completion: on the team server, each backend on
+    loopback against the same backend through the proxy (https, the team CA verified), alternated
+    request by request, on fresh connections and on kept-alive ones (bench/proxy_client.py)."""
+    b.fleet_up()
+    converged()
+    secrets = b.vault_values("vault_fleet_vllm_api_key", "vault_team_key_alice")
+    ca = (b.INVENTORY / "llmfleet-ca" / "ca.crt").read_text()
+    server = f"https://{b.SERVER}"
+    chat = [{"role": "user", "content": "Say one word."}]
+    settings = {"repeat": max(repeat, 20), "ca": ca, "pairs": [
+        {"name": "vLLM /v1/chat/completions (tiny model, 8 tokens)", "key": secrets["vault_fleet_vllm_api_key"],
+         "direct": "http://127.0.0.1:8000/v1/chat/completions",
+         "proxy": f"{server}:8443/tiny-coder/v1/chat/completions",
+         "body": {"model": "tiny-coder", "messages": chat, "max_tokens": 8, "temperature": 0}},
+        {"name": "Ollama /api/chat (test double)", "key": secrets["vault_team_key_alice"],
+         "direct": "http://127.0.0.1:11434/api/chat", "proxy": f"{server}:11443/api/chat",
+         "body": {"model": "llama3.2:1b", "messages": chat, "stream": False}},
+    ]}
+    script = (b.ROOT / "bench" / "proxy_client.py").read_text()
+    b.log(f"{settings['repeat']} requests per target and mode on {b.SERVER}")
+    # The settings (keys among them) go in on stdin, never on a command line.
+    out = subprocess.run(["podman", "exec", "-i", b.SERVER, "python3", "-c", script], input=json.dumps(settings) + "\n",
+                         env=b._env(), check=True, stdout=subprocess.PIPE, text=True).stdout
+    measured = json.loads(out)
+    rows, results = [], {}
+    for name, series in measured.items():
+        medians = {mode: b.stats(values)["median"] * 1000 for mode, values in series.items()}
+        results[name] = {"ms": {mode: [v * 1000 for v in values] for mode, values in series.items()},
+                         "median_ms": medians,
+                         "added_fresh_ms": medians["proxy_fresh"] - medians["direct_fresh"],
+                         "added_kept_ms": medians["proxy_kept"] - medians["direct_kept"]}
+        for mode in ("fresh", "kept"):
+            rows.append([name, "new connection per request" if mode == "fresh" else "kept-alive connection",
+                         f"{medians['direct_' + mode]:.1f} ms", f"{medians['proxy_' + mode]:.1f} ms",
+                         f"{medians['proxy_' + mode] - medians['direct_' + mode]:+.1f} ms"])
+    print(b.table(["request", "connection", "direct (loopback, http)", "through the proxy (https)", "added by the proxy"], rows))
+    b.save("proxy", {"repeat": settings["repeat"], "results": results})
+    return True
+
+
+BENCHES = {"noop": bench_noop, "wrapper": bench_wrapper, "scaling": bench_scaling, "bytes": bench_bytes,
+           "proxy": bench_proxy}
 
 
 def main() -> int:
