@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import benchlib as b
 
@@ -199,15 +200,20 @@ def bench_bytes(repeat: int) -> bool:
     return met
 
 
-def bench_proxy(repeat: int) -> bool:
+def bench_proxy(repeat: int, server_name: str = "", inventory: str = "") -> bool:
     """The latency the TLS proxy adds to a short chat completion: on the team server, each backend on
     loopback against the same backend through the proxy (https, the team CA verified), alternated
-    request by request, on fresh connections and on kept-alive ones (bench/proxy_client.py)."""
-    b.fleet_up()
-    converged()
+    request by request, on fresh connections and on kept-alive ones (bench/proxy_client.py).
+
+    `server_name` and `inventory`: an already converged team server of another fleet made from
+    molecule/fleet's inventory (its container, its inventory directory), instead of the bench fleet's."""
+    if not server_name:
+        b.fleet_up()
+        converged()
+    name = server_name or b.SERVER
     secrets = b.vault_values("vault_fleet_vllm_api_key", "vault_team_key_alice")
-    ca = (b.INVENTORY / "llmfleet-ca" / "ca.crt").read_text()
-    server = f"https://{b.SERVER}"
+    ca = (Path(inventory or b.INVENTORY) / "llmfleet-ca" / "ca.crt").read_text()
+    server = f"https://{name}"
     chat = [{"role": "user", "content": "Say one word."}]
     settings = {"repeat": max(repeat, 20), "ca": ca, "pairs": [
         {"name": "vLLM /v1/chat/completions (tiny model, 8 tokens)", "key": secrets["vault_fleet_vllm_api_key"],
@@ -219,9 +225,9 @@ def bench_proxy(repeat: int) -> bool:
          "body": {"model": "llama3.2:1b", "messages": chat, "stream": False}},
     ]}
     script = (b.ROOT / "bench" / "proxy_client.py").read_text()
-    b.log(f"{settings['repeat']} requests per target and mode on {b.SERVER}")
+    b.log(f"{settings['repeat']} requests per target and mode on {name}")
     # The settings (keys among them) go in on stdin, never on a command line.
-    out = subprocess.run(["podman", "exec", "-i", b.SERVER, "python3", "-c", script], input=json.dumps(settings) + "\n",
+    out = subprocess.run(["podman", "exec", "-i", name, "python3", "-c", script], input=json.dumps(settings) + "\n",
                          env=b._env(), check=True, stdout=subprocess.PIPE, text=True).stdout
     measured = json.loads(out)
     rows, results = [], {}
@@ -236,7 +242,7 @@ def bench_proxy(repeat: int) -> bool:
                          f"{medians['direct_' + mode]:.1f} ms", f"{medians['proxy_' + mode]:.1f} ms",
                          f"{medians['proxy_' + mode] - medians['direct_' + mode]:+.1f} ms"])
     print(b.table(["request", "connection", "direct (loopback, http)", "through the proxy (https)", "added by the proxy"], rows))
-    b.save("proxy", {"repeat": settings["repeat"], "results": results})
+    b.save("proxy", {"repeat": settings["repeat"], "server": name, "results": results})
     return True
 
 
@@ -248,6 +254,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("bench", choices=[*BENCHES, "all", "down"])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (default 5)")
+    parser.add_argument("--server", default="", help="proxy only: measure this converged team server container "
+                        "of another fleet (e.g. molecule/fleet's fleet-server) instead of the bench fleet's")
+    parser.add_argument("--inventory", default="", help="proxy only, with --server: that fleet's inventory "
+                        "directory (its llmfleet-ca/ca.crt)")
     args = parser.parse_args()
     if args.bench == "down":
         b.fleet_down()
@@ -256,7 +266,9 @@ def main() -> int:
     missed = []
     for name in names:
         b.note_speed()
-        if not BENCHES[name](args.repeat):
+        done = (bench_proxy(args.repeat, args.server, args.inventory) if name == "proxy"
+                else BENCHES[name](args.repeat))
+        if not done:
             missed.append(name)
     if missed:
         print(f"\ntargets missed: {', '.join(missed)}", file=sys.stderr)
