@@ -146,3 +146,12 @@ def test_the_whole_internet_is_named_by_family(networks: list[str], families: li
     assert [e.split("the whole ")[1].split(" ")[0] for e in errors] == families
     assert all(e.startswith("llm_host_allowed_networks lets the whole") and "llm_host_expose_to_internet: true" in e
                for e in errors)
+
+
+def test_behind_the_tls_proxy_the_firewall_limits_the_proxys_ports(tmp_path: Path) -> None:
+    # The services listen on loopback; the ports the network reaches are the proxy's (llm_proxy in the play).
+    out = _render(tmp_path, llm_host_expose=True, llm_host_allowed_networks=["10.20.0.0/16"], open_webui_port=3000,
+                  vllm_models=[{"name": "coder", "model": "x", "port": 8001}],
+                  llm_proxy_enabled=True, llm_proxy_open_webui_port=443, llm_proxy_ollama_port=11443,
+                  llm_proxy_vllm_port=8443)
+    assert "elements = { 443, 8443, 11443 }" in (out / "firewall.nft").read_text()

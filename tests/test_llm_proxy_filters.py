@@ -4,9 +4,11 @@ look at the host says must change."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from _modules import load_module
+from rendering import render
 
 proxy = load_module("plugins/filter/llm_proxy.py")
 
@@ -111,3 +113,45 @@ def test_turned_off_only_our_leftovers_count() -> None:
     assert _todo(CONVERGED, enabled=False) == ["remove"]
     gone = [f"file:{path}=absent" for path in FILES] + ["nginx=installed", "active=active"]
     assert _todo(gone, enabled=False) == []
+
+
+def _render(tmp_path: Path, **extra: object) -> tuple[str, str]:
+    out = render("render_role.yml", tmp_path, **{
+        "role": "llm_proxy", "system": "Linux", "architecture": "x86_64",
+        "templates": ["etc/nginx/conf.d/llmfleet.conf", "etc/llmfleet/proxy/ollama-keys.conf"],
+        "llm_host_team_keys": GOOD, **extra})
+    return (out / "llmfleet.conf").read_text(), (out / "ollama-keys.conf").read_text()
+
+
+def test_nginx_passes_only_the_client_endpoints_and_each_vllm_server_under_its_name(tmp_path: Path) -> None:
+    conf, keys = _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "vllm", "open_webui", "llm_proxy"],
+                         open_webui_port=3000, ollama_port=11500,
+                         vllm_models=[{"name": "coder", "model": "x", "port": 8001}, {"name": "rr", "model": "y", "port": 8002}])
+    # Each key whole and case-sensitive, mapped to its developer; the configuration itself holds none.
+    assert '"~^Bearer alice\\-key\\-0123456789abcdef$" "alice";' in keys
+    assert GOOD["alice"] not in conf and "include /etc/llmfleet/proxy/ollama-keys.conf;" in conf
+    ollama = conf[conf.index("listen 11443 ssl"):conf.index("listen 8443 ssl")]
+    assert 'if ($llmfleet_ollama_client = "") {\n        return 401;' in ollama
+    passed = re.findall(r"location = (\S+) \{\n +limit_except (\w+)", ollama)
+    assert sorted(passed) == sorted([
+        ("/api/chat", "POST"), ("/api/generate", "POST"), ("/api/embed", "POST"), ("/api/embeddings", "POST"),
+        ("/api/show", "POST"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"),
+        ("/v1/embeddings", "POST"), ("/", "GET"), ("/api/tags", "GET"), ("/api/version", "GET"), ("/api/ps", "GET"),
+        ("/v1/models", "GET")])
+    for management in ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs"):
+        assert management not in ollama.split("# Everything else")[0]
+    assert "location / {\n        return 403;" in ollama
+    assert ollama.count("proxy_pass http://127.0.0.1:11500;") == len(passed)
+    assert 'proxy_set_header Authorization "";' in ollama
+    assert "location /coder/ {\n        proxy_pass http://127.0.0.1:8001/;" in conf
+    assert "location /rr/ {\n        proxy_pass http://127.0.0.1:8002/;" in conf
+    assert "proxy_pass http://127.0.0.1:3000;" in conf and "listen 443 ssl http2;" in conf
+    # TLS in every server; the http block's own settings (Debian's nginx.conf) are not repeated there.
+    assert conf.count("ssl_certificate /etc/llmfleet/proxy/server.crt;") == 3
+    assert conf.index("ssl_protocols") > conf.index("server {")
+
+
+def test_without_open_webui_and_vllm_only_ollama_is_served(tmp_path: Path) -> None:
+    conf, _ = _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"],
+                      vllm_models=[{"name": "coder", "model": "x", "port": 8001}])
+    assert "listen 11443 ssl" in conf and "listen 443 ssl" not in conf and "listen 8443 ssl" not in conf
