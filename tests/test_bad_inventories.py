@@ -183,7 +183,7 @@ CASES = [
     Case("continue-model-not-served-by-team-server", "dev_laptops",
          {"llm_host_team_server": "served-team-gpu",
           "continue_models": [{"name": "Team chat", "provider": "ollama", "model": "qwen3:32b",
-                               "apiBase": "http://team-gpu.lan:11434"}]},
+                               "apiBase": "https://team-gpu.lan:11443"}]},
          ("Continue config of root (model 'Team chat'): the team server served-team-gpu does not serve 'qwen3:32b'",
           "add it to ollama_models of served-team-gpu"),
          extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
@@ -191,7 +191,7 @@ CASES = [
     Case("continue-model-not-a-team-vllm-model", "dev_laptops",
          {"llm_host_team_server": "served-team-gpu",
           "continue_models": [{"name": "Team coder", "provider": "vllm", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}]},
-         ("the team server served-team-gpu's vLLM server at http://team-gpu.lan:8000/v1 serves 'coder', not "
+         ("the team server served-team-gpu's vLLM server at https://team-gpu.lan:8443/coder/v1 serves 'coder', not "
           "'Qwen/Qwen2.5-Coder-1.5B-Instruct'", "set model: coder"),
          extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
     # issue 19: names and types (plugins/filter/llm_host_inventory.py)
