@@ -285,3 +285,21 @@ def test_three_names_for_one_machine_each_name_the_other_two() -> None:
     hosts = {"a": {"ansible_host": "box"}, "b": {"ansible_host": "BOX."}, "c": {"ansible_host": "box"}}
     found = inv.fleet_problems(hosts, list(hosts))
     assert found["b"][0].startswith("b and a, c are one machine (box, port 22)")
+
+
+class _Lazy(dict):
+    """Host variables as Ansible hands them over: a value is rendered when it is read."""
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+def test_a_value_that_names_what_a_role_publishes_later_is_left_to_that_role() -> None:
+    # continue_models with apiBase "{{ llm_host_team.ollama_url }}": llm_host sets llm_host_team after this check.
+    host_vars = _Lazy({"continue_models": Exception("'llm_host_team' is undefined"),
+                       "vllm_api_key": Exception("'vault_vllm_api_key' is undefined")})
+    found = inv.inventory_problems(host_vars)
+    assert found == ["vllm_api_key cannot be read: 'vault_vllm_api_key' is undefined"]

@@ -212,6 +212,13 @@ def _check_options(path: str, value: Mapping[str, Any], options: Mapping[str, An
     return problems
 
 
+def _waits_for_role_facts(error: Exception) -> bool:
+    """Whether reading a value failed only because it names what a role publishes later in the run
+    (`apiBase: "{{ llm_host_team.ollama_url }}"` in continue_models): the role that reads it checks it then."""
+    text = str(error)
+    return any(f"'{fact}' is undefined" in text for fact in ROLE_FACTS)
+
+
 def inventory_problems(host_vars: Mapping[str, Any], own: Any = (), roles_dir: str = ROLES_DIR) -> list[str]:
     """Each problem of the host's variables (see the module's docstring), one message per rule that fails.
 
@@ -225,12 +232,17 @@ def inventory_problems(host_vars: Mapping[str, Any], own: Any = (), roles_dir: s
         if name.startswith("_") or name in ROLE_FACTS or any(fnmatch.fnmatchcase(name, p) for p in patterns):
             continue
         if name in declared:
+            # Ansible renders a list or mapping element by element as the check reads it, so an
+            # error may come from inside the value too.
             try:
                 value = host_vars[name]
+                found = check_value(name, value, declared[name])
             except Exception as error:  # an undefined variable in its template, a vault it cannot open
+                if _waits_for_role_facts(error):
+                    continue
                 problems.append(f"{name} cannot be read: {str(error).splitlines()[0][:200]}")
                 continue
-            problems += check_value(name, value, declared[name])
+            problems += found
         elif name.startswith(PREFIXES):
             problems.append(f"{name} is not a setting of any llmfleet role{_suggestion(name, declared)} "
                             "(a variable of the team's own with this prefix goes in llm_host_own_variables).")
