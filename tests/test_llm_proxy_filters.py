@@ -27,7 +27,9 @@ def test_good_keys_pass_and_become_an_exact_case_sensitive_map() -> None:
         assert regex.match(f"Bearer {key}")
         assert not regex.match(f"bearer {key}".replace(key, key.upper()))
         assert not regex.match(f"Bearer {key}x") and not regex.match(f"Bearer {key[:-1]}")
-    # Regex metacharacters in a key are literal: "." does not match any character.
+    # Only "." and "+" are escaped (the key is in the file as written otherwise); they are literal.
+    assert [e["pattern"] for e in entries] == ["~^Bearer alice-key-0123456789abcdef$",
+                                              "~^Bearer b0b\\+K3y/with=base64\\.chars~$"]
     assert not re.compile(entries[1]["pattern"][1:]).match("Bearer b0b+K3y/with=base64Xchars~")
 
 
@@ -128,7 +130,8 @@ def test_nginx_passes_only_the_client_endpoints_and_each_vllm_server_under_its_n
                          open_webui_port=3000, ollama_port=11500,
                          vllm_models=[{"name": "coder", "model": "x", "port": 8001}, {"name": "rr", "model": "y", "port": 8002}])
     # Each key whole and case-sensitive, mapped to its developer; the configuration itself holds none.
-    assert '"~^Bearer alice\\-key\\-0123456789abcdef$" "alice";' in keys
+    assert '"~^Bearer alice-key-0123456789abcdef$" "alice";' in keys
+    assert '"~^Bearer b0b\\+K3y/with=base64\\.chars~$" "bob";' in keys
     assert GOOD["alice"] not in conf and "include /etc/llmfleet/proxy/ollama-keys.conf;" in conf
     ollama = conf[conf.index("listen 11443 ssl"):conf.index("listen 8443 ssl")]
     assert 'if ($llmfleet_ollama_client = "") {\n        return 401;' in ollama
