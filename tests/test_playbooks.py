@@ -7,6 +7,8 @@ its clients' models), so this test holds them to the map.
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,17 @@ def test_each_component_playbook_targets_the_kinds_that_run_its_role(role: str) 
 
 
 def test_the_preflight_checks_each_role_where_the_map_runs_it() -> None:
+    """One include checks the settings of every role the host's kind runs (llm_host's map), Ollama last."""
     [play] = yaml.safe_load((PLAYBOOKS / "preflight.yml").read_text())
-    checks = {task["ansible.builtin.include_role"]["name"]: task.get("when")
-              for task in _tasks(play["tasks"]) if task.get("ansible.builtin.include_role", {}).get("tasks_from") == "preflight"}
-    every_kind = set.intersection(*(set(names) for names in KIND_ROLES.values()))
-    for role in {name for names in KIND_ROLES.values() for name in names} - {"llm_host"}:
-        assert role in checks, role
-        assert checks[role] == (None if role in every_kind else f"'{role}' in _llm_host_roles"), role
+    [check] = [task for task in _tasks(play["tasks"])
+               if task.get("ansible.builtin.include_role", {}).get("tasks_from") == "settings"]
+    var = check["loop_control"]["loop_var"]
+    assert check["ansible.builtin.include_role"]["name"] == "{{ %s }}" % var
+    match = re.fullmatch(r"\{\{ (\[.*\]) \| select\('in', _llm_host_roles\) \| list \}\}", check["loop"])
+    assert match, check["loop"]
+    roles = ast.literal_eval(match.group(1))
+    assert set(roles) == {name for names in KIND_ROLES.values() for name in names} - {"llm_host"}
+    assert roles[-1] == "ollama"
 
 
 def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
@@ -98,9 +104,14 @@ def test_the_playbooks_leave_argument_specs_to_the_preflight(playbook: str) -> N
 
 @pytest.mark.parametrize("role", sorted({name for names in KIND_ROLES.values() for name in names} - {"llm_host"}))
 def test_each_role_validates_its_main_options_in_its_preflight(role: str) -> None:
-    [first, *_] = yaml.safe_load((ROOT / "roles" / role / "tasks" / "preflight.yml").read_text())
+    """preflight.yml (a role run on its own) validates, then runs the settings checks; the preflight play,
+    whose first check already held the inventory against every spec, runs the settings checks alone."""
+    [first, settings] = yaml.safe_load((ROOT / "roles" / role / "tasks" / "preflight.yml").read_text())
     spec = first["ansible.builtin.validate_argument_spec"]["argument_spec"]
     assert "meta/argument_specs.yml" in spec and "['argument_specs']['main']['options']" in spec
+    assert settings["ansible.builtin.import_tasks"] == "settings.yml"
+    assert not any("ansible.builtin.validate_argument_spec" in task
+                   for task in yaml.safe_load((ROOT / "roles" / role / "tasks" / "settings.yml").read_text()))
     main = yaml.safe_load((ROOT / "roles" / role / "tasks" / "main.yml").read_text())
     assert any(t.get("ansible.builtin.include_tasks", {}).get("file") == "preflight.yml"
                and t.get("when") == "not (_llmfleet_preflight_passed | default(false))" for t in main), role

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmfleet import pipstage, testbed
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEB822 = """\
 # the main archive
@@ -149,3 +152,15 @@ def test_scenarios_name_the_suites_to_build(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     assert testbed.scenario_suites(root, ["ollama"]) == ["bookworm"]
     assert testbed.scenario_suites(root, ["workstation"]) == ["bookworm", "trixie"]
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("*/molecule/*/molecule.yml"))
+                         + sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("molecule/*/molecule.yml")))
+def test_each_molecule_config_survives_molecules_interpolation(config: str) -> None:
+    """Molecule substitutes environment variables in molecule.yml, comments included, before it reads
+    it: a lone `$` followed by anything but a name or `$` stops the scenario before it starts."""
+    from molecule.interpolation import Interpolator, TemplateWithDefaults
+
+    text = (ROOT / config).read_text()
+    interpolated = Interpolator(TemplateWithDefaults, {})
+    assert yaml.safe_load(interpolated.interpolate(text)) is not None
