@@ -98,3 +98,24 @@ def test_nothing_phones_home_unless_llm_host_telemetry(tmp_path: Path) -> None:
     assert {name: value for name, value in env("darwin", "Darwin").items() if name in TELEMETRY_OFF} == TELEMETRY_OFF
     on = env("on", llm_host_telemetry=True)
     assert not set(TELEMETRY_OFF) & set(on) and on["HF_HOME"] == '"/var/lib/vllm/huggingface"'
+
+
+def test_engine_and_workers_stay_on_loopback(tmp_path: Path) -> None:
+    # vLLM's workers otherwise listen (torch's gloo, NCCL) on the address the host name resolves to:
+    # ports on the team's network that neither the proxy nor the firewall covers (molecule/vllm's
+    # verify lists the servers' sockets). macOS calls its loopback interface lo0.
+    def env(name: str, system: str, **extra: object) -> dict[str, str]:
+        (tmp_path / name).mkdir()
+        if system == "Darwin":
+            out = _render(tmp_path / name, system, ansible_user="alice",
+                          item_templates=["Library/LaunchDaemons/vllm.plist"], **extra)
+            return plistlib.loads((out / "coder-vllm.plist").read_bytes())["EnvironmentVariables"]
+        out = _render(tmp_path / name, system, item_templates=["etc/vllm/instance.env"], **extra)
+        return systemd_env_file((out / "coder-instance.env").read_text())
+
+    loopback = ("VLLM_HOST_IP", "GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
+    linux, darwin = env("linux", "Linux"), env("darwin", "Darwin")
+    assert [linux[name] for name in loopback] == ["127.0.0.1", "lo", "lo"]
+    assert [darwin[name] for name in loopback] == ["127.0.0.1", "lo0", "lo0"]
+    # A team that knows better (another interface for NCCL) still has the last word.
+    assert env("own", "Linux", vllm_environment={"NCCL_SOCKET_IFNAME": "ib0"})["NCCL_SOCKET_IFNAME"] == "ib0"
