@@ -39,7 +39,7 @@ PREFLIGHT = {
 
 
 def kind_play(name: str, group: str, tasks: list[dict[str, Any]], *, isolated: bool) -> dict[str, Any]:
-    """A kind's play as playbooks/laptop.yml writes it (`isolated`), or with only its own hosts."""
+    """A kind's play as playbooks/locked_play.yml makes it for laptop.yml (`isolated`), or with only its own hosts."""
     leave = [{"name": f"Leave this play unless this host is in {group}", "ansible.builtin.meta": "end_host",
               "when": f"'{group}' not in group_names"}]
     return {"name": name, "hosts": FLEET if isolated else group, "gather_facts": False,
@@ -192,14 +192,17 @@ def test_a_host_not_run_is_never_ok_in_the_exit_code() -> None:
 
 
 def test_each_kind_play_of_site_yml_takes_the_whole_fleet_and_lets_other_kinds_leave() -> None:
-    """The shape the first test proves: every kind's play lists the fleet, its first task ends the
-    play for hosts of other kinds."""
+    """The shape the first test proves: every kind's play lists the fleet, and the lock frame's first
+    task ends the play for hosts of other kinds."""
     site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     preflight = yaml.safe_load((ROOT / "playbooks" / "preflight.yml").read_text())[0]
     kinds = [entry["ansible.builtin.import_playbook"] for entry in site][1:]
     assert kinds == ["team_server.yml", "laptop.yml", "workstation.yml"]
+    [frame] = yaml.safe_load((ROOT / "playbooks" / "locked_play.yml").read_text())
+    first = frame["tasks"][0]
+    assert first["ansible.builtin.meta"] == "end_host" and "_llmfleet_kind not in group_names" in first["when"]
     for name in kinds:
         [play] = yaml.safe_load((ROOT / "playbooks" / name).read_text())
-        assert play["hosts"] == preflight["hosts"], name
-        first = play["tasks"][0]
-        assert first["ansible.builtin.meta"] == "end_host" and "not in group_names" in first["when"], name
+        assert play["ansible.builtin.import_playbook"] == "locked_play.yml", name
+        assert play["vars"]["_llmfleet_hosts"] == preflight["hosts"], name
+        assert play["vars"]["_llmfleet_kind"] in preflight["hosts"].split(":"), name

@@ -1,8 +1,12 @@
-"""Which roles a kind of host runs is written once, in llm_host's map (_llm_host_kind_roles in
-roles/llm_host/vars/main.yml); the playbooks follow it. The preflight and models.yml read the map at
-run time; the kind playbooks and component playbooks name their roles and groups statically (static
-imports keep each role's variables visible to the roles before it, which the Ollama role reads for
-its clients' models), so this test holds them to the map.
+"""Playbook scaffolding written once.
+
+- The host lock frame is playbooks/locked_play.yml: every playbook that changes hosts imports it with
+  its settings, and its own tasks live in playbooks/tasks/.
+- Which roles a kind of host runs is llm_host's map (_llm_host_kind_roles in
+  roles/llm_host/vars/main.yml); the playbooks follow it. The preflight and models.yml read the map at
+  run time; the kind playbooks' and component playbooks' tasks name their roles and groups statically
+  (static imports keep each role's variables visible to the roles before it, which the Ollama role
+  reads for its clients' models), so this test holds them to the map.
 """
 
 from __future__ import annotations
@@ -34,10 +38,67 @@ def _tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+FRAME = "locked_play.yml"
+
+
+def _plays(playbook: str) -> list[dict[str, Any]]:
+    """A playbook's plays, each import of the lock frame read as the play it makes: its hosts, its
+    kind, and its tasks (playbooks/tasks/<name>.yml); an import of another playbook is left as it is."""
+    plays = []
+    for entry in yaml.safe_load((PLAYBOOKS / playbook).read_text()):
+        if entry.get("ansible.builtin.import_playbook") == FRAME:
+            settings = entry["vars"]
+            tasks = yaml.safe_load((PLAYBOOKS / "tasks" / f"{settings['_llmfleet_tasks']}.yml").read_text())
+            plays.append({"name": settings["_llmfleet_play"], "hosts": settings["_llmfleet_hosts"],
+                          "kind": settings.get("_llmfleet_kind"), "tasks": tasks})
+        else:
+            plays.append(entry)
+    return plays
+
+
 def _imported_roles(play: dict[str, Any]) -> list[str]:
     """The roles a play imports whole (not an entry point such as the lock)."""
     return [task["ansible.builtin.import_role"]["name"] for task in _tasks(play["tasks"])
             if "ansible.builtin.import_role" in task and "tasks_from" not in task["ansible.builtin.import_role"]]
+
+
+def _locks(tasks: list[dict[str, Any]]) -> list[str]:
+    return [task["ansible.builtin.import_role"]["tasks_from"] for task in _tasks(tasks)
+            if task.get("ansible.builtin.import_role", {}).get("tasks_from") in ("lock", "unlock")]
+
+
+def test_the_lock_frame_is_written_once() -> None:
+    """The frame: its kind's hosts only, the lock first, the tasks and the handlers in a block whose
+    `always:` releases the lock, so a failed host still frees it."""
+    [frame] = yaml.safe_load((PLAYBOOKS / FRAME).read_text())
+    leave, lock, block = frame["tasks"]
+    assert leave["ansible.builtin.meta"] == "end_host" and "_llmfleet_kind not in group_names" in leave["when"]
+    assert lock["ansible.builtin.import_role"] == {"name": "llm_host", "tasks_from": "lock", "rolespec_validate": False}
+    body, flush = block["block"]
+    assert body["ansible.builtin.import_tasks"] == "tasks/{{ _llmfleet_tasks | default('unset') }}.yml"
+    assert flush["ansible.builtin.meta"] == "flush_handlers"
+    [unlock] = block["always"]
+    assert unlock["ansible.builtin.import_role"]["tasks_from"] == "unlock"
+    assert all(task.get("tags") == ["always"] for task in (leave, lock, flush, unlock))
+
+
+READ_ONLY = {"preflight.yml", "status.yml", FRAME}
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml") if p.name not in READ_ONLY))
+def test_every_playbook_that_changes_hosts_runs_under_the_frame(playbook: str) -> None:
+    """No play writes its own frame: every play is the frame's, or an imported playbook (the preflight,
+    a kind's playbook); neither its tasks nor any other take or release the lock themselves."""
+    plays = _plays(playbook)
+    assert any(play.get("tasks") is not None for play in plays) or playbook == "site.yml"
+    for play in plays:
+        if "tasks" in play:
+            assert "hosts" in play and play["name"], play
+            assert not _locks(play["tasks"]), playbook
+        else:
+            assert "ansible.builtin.import_playbook" in play, play
+    for path in (PLAYBOOKS / "tasks").glob("*.yml"):
+        assert not _locks(yaml.safe_load(path.read_text())), path.name
 
 
 def test_the_map_names_every_kind_and_real_roles() -> None:
@@ -49,13 +110,14 @@ def test_the_map_names_every_kind_and_real_roles() -> None:
 
 @pytest.mark.parametrize("kind", sorted(KIND_PLAYBOOKS))
 def test_each_kind_playbook_runs_the_roles_of_its_kind_in_the_map_s_order(kind: str) -> None:
-    [play] = yaml.safe_load((PLAYBOOKS / KIND_PLAYBOOKS[kind]).read_text())
+    [play] = _plays(KIND_PLAYBOOKS[kind])
+    assert play["kind"] == kind
     assert _imported_roles(play) == KIND_ROLES[kind]
 
 
 @pytest.mark.parametrize("role", sorted(COMPONENTS))
 def test_each_component_playbook_targets_the_kinds_that_run_its_role(role: str) -> None:
-    [play] = yaml.safe_load((PLAYBOOKS / COMPONENTS[role]).read_text())
+    [play] = _plays(COMPONENTS[role])
     kinds = {kind for kind, names in KIND_ROLES.items() if role in names}
     assert set(play["hosts"].split(":")) == kinds
     assert role in _imported_roles(play)
@@ -76,7 +138,7 @@ def test_the_preflight_checks_each_role_where_the_map_runs_it() -> None:
 
 
 def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
-    [play] = [p for p in yaml.safe_load((PLAYBOOKS / "models.yml").read_text()) if "tasks" in p]
+    [play] = [p for p in _plays("models.yml") if "tasks" in p]
     [vllm] = [t for t in _tasks(play["tasks"]) if t.get("ansible.builtin.include_role", {}).get("name") == "vllm"]
     assert vllm["when"] == "'vllm' in _llm_host_roles"
 
@@ -84,7 +146,7 @@ def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
 def _role_calls(path: Path) -> list[dict[str, Any]]:
     """Every import_role and include_role of a playbook's plays."""
     calls = []
-    for play in yaml.safe_load(path.read_text()):
+    for play in _plays(path.name):
         for task in _tasks(play.get("tasks", [])):
             for key in ("ansible.builtin.import_role", "ansible.builtin.include_role"):
                 if key in task:
@@ -115,3 +177,10 @@ def test_each_role_validates_its_main_options_in_its_preflight(role: str) -> Non
     main = yaml.safe_load((ROOT / "roles" / role / "tasks" / "main.yml").read_text())
     assert any(t.get("ansible.builtin.include_tasks", {}).get("file") == "preflight.yml"
                and t.get("when") == "not (_llmfleet_preflight_passed | default(false))" for t in main), role
+
+
+def test_the_frame_run_alone_stops_before_changing_anything() -> None:
+    """Without a playbook's settings the frame's tasks are playbooks/tasks/unset.yml: one failure that
+    names what to run instead."""
+    [stop] = yaml.safe_load((PLAYBOOKS / "tasks" / "unset.yml").read_text())
+    assert "ansible.builtin.fail" in stop and "playbooks/site.yml" in stop["ansible.builtin.fail"]["msg"]
