@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.env_file import env_file, exec_args
@@ -61,7 +62,8 @@ def test_status_playbook_reports_a_bare_host(tmp_path: Path, project_dir: Path, 
     assert result.exit_code == ExitCode.OK
     report = result.custom_stats["llmfleet_status"]["localhost"]
     assert report["versions"]["ollama"]["pinned"] == "0.32.15"
-    assert set(report) == {"type", "services", "versions", "models", "vllm_servers"}
+    assert set(report) == {"type", "services", "versions", "models", "vllm_servers", "proxy"}
+    assert report["proxy"] == {}
     assert report["vllm_servers"] == []
 
 
@@ -105,3 +107,20 @@ def test_quoted_vllm_arguments_are_read_as_the_server_gets_them() -> None:
              for line in env_file({"LLMFLEET_VLLM_ARGS": exec_args(argv)}).splitlines()
              if line.startswith("LLMFLEET_VLLM_ARGS=")]  # grep's lines: an argument's first line only
     assert vllm_placement(lines) == {"json": "GPUs 0,1", "multi": "GPUs 0,1,2,3"}
+
+
+def test_the_proxy_shows_nginx_and_a_certificate_due_for_renewal() -> None:
+    # What playbooks/status.yml reports where llmfleet configured nginx (openssl's -enddate, the renewal window).
+    now = datetime(2026, 12, 5, tzinfo=timezone.utc)
+    server = {**SERVER, "services": {**SERVER["services"], "open-webui": "running", "nginx": "running"},
+              "proxy": {"certificate_end": "Jan  4 10:00:00 2028 GMT", "renew_days": 30}}
+    assert ("team-gpu", "proxy", "running", "-", "-", "") in status_rows({"team-gpu": server}, now)
+    soon = {**server, "proxy": {"certificate_end": "Dec 20 10:00:00 2026 GMT", "renew_days": 30}}
+    assert (("team-gpu", "proxy", "running", "-", "-", "certificate ends 2026-12-20 (15 days): run provision")
+            in status_rows({"team-gpu": soon}, now))
+    ended = {**server, "services": {**server["services"], "nginx": "stopped"},
+             "proxy": {"certificate_end": "Dec  1 10:00:00 2026 GMT", "renew_days": 30}}
+    assert (("team-gpu", "proxy", "stopped", "-", "-", "not running, certificate ended 2026-12-01: run provision")
+            in status_rows({"team-gpu": ended}, now))
+    # No proxy configured by llmfleet: no row, whatever nginx the host runs for itself.
+    assert not [row for row in status_rows({"team-gpu": {**SERVER, "proxy": {}}}, now) if row[1] == "proxy"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from rich import box
@@ -57,11 +58,36 @@ def vllm_placement(lines: Iterable[str]) -> dict[str, str]:
     return placement
 
 
-def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+def proxy_row(host: str, report: Mapping[str, Any], now: datetime) -> tuple[str, str, str, str, str, str] | None:
+    """The TLS proxy's row where llmfleet configured one: nginx's state, and its certificate's end when a
+    run would renew it (fewer days left than llm_proxy_renew_days) or it has ended."""
+    proxy: Mapping[str, Any] = report.get("proxy") or {}
+    if not proxy:
+        return None
+    state = (report.get("services") or {}).get("nginx", "-")
+    note = "" if state == "running" else "not running"
+    try:
+        # openssl's -enddate: "Dec  5 11:00:00 2027 GMT"
+        end = datetime.strptime(" ".join(str(proxy.get("certificate_end", "")).split()), "%b %d %H:%M:%S %Y %Z")
+    except ValueError:
+        end = None
+    if end is None:
+        note = note or "certificate unreadable: run provision"
+    else:
+        days = (end.replace(tzinfo=timezone.utc) - now).days
+        if days < int(proxy.get("renew_days") or 0):
+            ended = f"certificate ended {end:%Y-%m-%d}" if days < 0 else f"certificate ends {end:%Y-%m-%d} ({days} days)"
+            note = ", ".join(filter(None, (note, f"{ended}: run provision")))
+    return (host, "proxy", state, "-", "-", note)
+
+
+def status_rows(status: Mapping[str, Any], now: datetime | None = None) -> list[tuple[str, str, str, str, str, str]]:
     """(host, component, service state, installed, pinned, note) for every host and component.
 
-    A vLLM server's state is followed by where it runs (vllm_placement), when its host reported it.
+    A vLLM server's state is followed by where it runs (vllm_placement), when its host reported it; the
+    TLS proxy follows the services it fronts (proxy_row).
     """
+    now = now or datetime.now(timezone.utc)
     rows = []
     for host in sorted(status):
         report = status[host] or {}
@@ -83,6 +109,9 @@ def status_rows(status: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
                 states = [f"{s} on {placement[s.split(': ')[0][len(unit):]]}"
                           if s.split(": ")[0][len(unit):] in placement else s for s in states]
             rows.append((host, component, ", ".join(states) or "-", installed or "-", pinned or "-", note))
+        proxy = proxy_row(host, report, now)
+        if proxy:
+            rows.append(proxy)
     return rows
 
 
