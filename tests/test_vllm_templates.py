@@ -78,19 +78,25 @@ def test_launchd_plists(tmp_path: Path) -> None:
     assert plist["Umask"] == 0o077 and plist["ExitTimeOut"] == 60 and plist["ThrottleInterval"] == 10
 
 
+def _env(tmp_path: Path, name: str, system: str = "Linux", **extra: object) -> dict[str, str]:
+    """A server's environment as the host gets it: the launchd plist's on macOS, else the settings
+    file's lines as written (values still quoted)."""
+    (tmp_path / name).mkdir()
+    if system == "Darwin":
+        out = _render(tmp_path / name, system, ansible_user="alice",
+                      item_templates=["Library/LaunchDaemons/vllm.plist"], **extra)
+        return plistlib.loads((out / "coder-vllm.plist").read_bytes())["EnvironmentVariables"]
+    out = _render(tmp_path / name, system, item_templates=["etc/vllm/instance.env"], **extra)
+    lines = (out / "coder-instance.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 TELEMETRY_OFF = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
 def test_nothing_phones_home_unless_llm_host_telemetry(tmp_path: Path) -> None:
     def env(name: str, system: str = "Linux", **extra: object) -> dict[str, str]:
-        (tmp_path / name).mkdir()
-        if system == "Darwin":
-            out = _render(tmp_path / name, system, ansible_user="alice",
-                          item_templates=["Library/LaunchDaemons/vllm.plist"], **extra)
-            return plistlib.loads((out / "coder-vllm.plist").read_bytes())["EnvironmentVariables"]
-        out = _render(tmp_path / name, system, item_templates=["etc/vllm/instance.env"], **extra)
-        lines = (out / "coder-instance.env").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+        return _env(tmp_path, name, system, **extra)
 
     # vLLM's usage statistics stop on either of its variables ("1" exactly); the hub client's too.
     quoted = {name: f'"{value}"' for name, value in TELEMETRY_OFF.items()}
@@ -105,13 +111,7 @@ def test_engine_and_workers_stay_on_loopback(tmp_path: Path) -> None:
     # ports on the team's network that neither the proxy nor the firewall covers (molecule/vllm's
     # verify lists the servers' sockets). macOS calls its loopback interface lo0.
     def env(name: str, system: str, **extra: object) -> dict[str, str]:
-        (tmp_path / name).mkdir()
-        if system == "Darwin":
-            out = _render(tmp_path / name, system, ansible_user="alice",
-                          item_templates=["Library/LaunchDaemons/vllm.plist"], **extra)
-            return plistlib.loads((out / "coder-vllm.plist").read_bytes())["EnvironmentVariables"]
-        out = _render(tmp_path / name, system, item_templates=["etc/vllm/instance.env"], **extra)
-        return systemd_env_file((out / "coder-instance.env").read_text())
+        return {key: value.strip('"') for key, value in _env(tmp_path, name, system, **extra).items()}
 
     loopback = ("VLLM_HOST_IP", "GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
     linux, darwin = env("linux", "Linux"), env("darwin", "Darwin")
