@@ -445,6 +445,12 @@ CASES = [
           "llm_host_pull_inventory": "inventory/team", "llm_host_pull_interval": 10, "llm_host_pull_version": "main branch"},
          ("llm_host_pull_interval is 10; set it to 60 seconds or more",
           "llm_host_pull_version 'main branch' is not a branch or tag name")),
+    Case("pull-report-over-plain-http", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_report_url": "http://team-gpu.lan/llmfleet/pull-reports",
+          "llm_host_pull_report_key": "rk-5d0c8e0b1f2a3c4d"},
+         ("llm_host_pull_report_url 'http://team-gpu.lan/llmfleet/pull-reports' is not an https:// URL",
+          "the report carries the host's key")),
     # Names and types, with the other cases of that task.
     Case("pull-repo-url-as-a-list", "dev_laptops", {"llm_host_pull_repo_url": ["https://git.team.lan/llmfleet.git"]},
          ("llm_host_pull_repo_url must be a string, and it is a list",), host="names-types-laptop"),

@@ -69,6 +69,18 @@ def test_each_bad_setting_is_named(name: str, value: object) -> None:
     assert name in problem
 
 
+def test_a_report_goes_over_tls_with_a_key() -> None:
+    report = {**GOOD, "llm_host_pull_report_url": "https://team-gpu.lan/llmfleet/pull-reports",
+              "llm_host_pull_report_key_length": 32}
+    assert hs.pull_problems(report) == []
+    [plain] = hs.pull_problems({**report, "llm_host_pull_report_url": "http://team-gpu.lan/r"})
+    assert "is not an https:// URL" in plain
+    [creds] = hs.pull_problems({**report, "llm_host_pull_report_url": "https://me:pw-77x@team-gpu.lan/r"})
+    assert "without credentials" in creds and "pw-77x" not in creds
+    [short] = hs.pull_problems({**report, "llm_host_pull_report_key_length": 8})
+    assert "llm_host_pull_report_key is shorter than 16 characters" in short
+
+
 @pytest.mark.parametrize("version", ["main", "v1.2.0", "release/2026-12", "team_laptops"])
 def test_branch_and_tag_names_pass(version: str) -> None:
     assert hs.pull_problems({**GOOD, "llm_host_pull_version": version}) == []
@@ -119,10 +131,16 @@ def test_the_settings_are_what_the_pull_tool_reads_and_name_the_password_file_on
     assert settings.checkout == Path("/var/lib/llmfleet/pull/checkout") and settings.keep == 5
     assert settings.runs_dir == Path("/var/lib/llmfleet/pull/runs")
     assert settings.vault_password_file == Path("/etc/llmfleet/pull-vault-password")
+    assert settings.report_url is None and settings.report_key_file is None
     assert json.loads(text)["_comment"].startswith("Ansible managed")
-    # Without a password the settings name no file.
+    # Without a password the settings name no file; a report names its key's file, never the key.
     (tmp_path / "none").mkdir()
-    assert PullSettings.read(_render(tmp_path / "none", "Linux") / "pull.json").vault_password_file is None
+    out = _render(tmp_path / "none", "Linux", llm_host_pull_report_url="https://team-gpu.lan/r",
+                  llm_host_pull_report_key="rk-0123456789abcdef")
+    assert "rk-0123456789abcdef" not in (out / "pull.json").read_text()
+    settings = PullSettings.read(out / "pull.json")
+    assert settings.vault_password_file is None and settings.report_url == "https://team-gpu.lan/r"
+    assert settings.report_key_file == Path("/etc/llmfleet/pull-report-key")
 
 
 def test_the_launchd_plist_runs_at_load_on_an_interval_and_sleeps_the_delays_itself(tmp_path: Path) -> None:

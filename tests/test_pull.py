@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
 from llmfleet.pull import PullError, PullSettings, current_commit, fetch, last_run, prune, pull, remove_old_venvs, \
-    remove_tools
+    remove_tools, send_report
 from llmfleet.report import ExitCode
 
 # A pull run's playbook that stands in for the preflight and the kind's playbook: it fails when the
@@ -205,3 +208,60 @@ def test_older_virtualenvs_go_the_running_one_stays(tmp_path: Path) -> None:
     (tmp_path / "checkout").mkdir()
     assert not remove_tools(settings, tmp_path) and tools.exists()
     assert remove_tools(settings, tools) and not tools.exists() and not (tmp_path / "checkout").exists()
+
+
+class ReportEndpoint(BaseHTTPRequestHandler):
+    """A stand-in for the team server's report endpoint: keeps each PUT (path, bearer, body); 403 for a wrong key."""
+
+    received: list[tuple[str, str, dict]] = []
+    key = "report-key-0123456789"
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        bearer = self.headers.get("Authorization", "")
+        self.received.append((self.path, bearer, body))
+        self.send_response(204 if bearer == f"Bearer {self.key}" else 403)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[str]:
+    ReportEndpoint.received = []
+    server = HTTPServer(("127.0.0.1", 0), ReportEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/llmfleet/pull-reports"
+    server.shutdown()
+
+
+def test_each_run_reports_its_outcome_without_task_output(team: TeamRepo, tmp_path: Path, endpoint: str) -> None:
+    key_file = tmp_path / "report-key"
+    key_file.write_text(ReportEndpoint.key + "\n")
+    settings = settings_for(team, tmp_path, report_url=endpoint, report_key_file=key_file)
+    pull(settings)
+    bad = team.push("bad", value="three", bad="typo")
+    code, folder = pull(settings)
+    assert code == ExitCode.FAILED
+    [(path, bearer, good_report), (_, _, bad_report)] = ReportEndpoint.received
+    assert path == "/llmfleet/pull-reports/laptop.json" and bearer == f"Bearer {ReportEndpoint.key}"
+    assert good_report["state"] == "changed" and good_report["failures"] == []
+    assert bad_report["commit"] == bad and bad_report["state"] == "failed" and bad_report["exit_code"] == 1
+    assert bad_report["failures"] == [{"task": "Check the inventory", "message": "bad setting: typo"}]
+    assert set(bad_report) == {"host", "started", "finished", "repo", "version", "commit", "fetch_error", "state",
+                               "changed", "exit_code", "exit_reason", "failures"}
+    summary = (folder / "summary.json").read_text()
+    assert json.loads(summary)["pull"]["report_error"] is None and ReportEndpoint.key not in summary
+
+
+def test_a_report_that_fails_is_noted_and_fails_nothing(team: TeamRepo, tmp_path: Path, endpoint: str) -> None:
+    key_file = tmp_path / "report-key"
+    key_file.write_text("a-wrong-key-000000000")
+    code, folder = pull(settings_for(team, tmp_path, report_url=endpoint, report_key_file=key_file))
+    record = json.loads((folder / "summary.json").read_text())["pull"]
+    assert code == ExitCode.OK
+    assert record["report_error"] == f"report to {endpoint}/laptop.json refused: HTTP 403 Forbidden"
+    with pytest.raises(PullError, match=r"report to http://127.0.0.1:9/x/h.json failed: .*refused"):
+        send_report("http://127.0.0.1:9/x", None, {"host": "h"})

@@ -57,6 +57,14 @@ def pull_problems(settings: Mapping[str, Any]) -> list[str]:
     if not _REF.fullmatch(version):
         problems.append(f"llm_host_pull_version {version!r} is not a branch or tag name. Set it to the branch or tag "
                         "the host converges from, e.g. main.")
+    report = str(settings.get("llm_host_pull_report_url") or "")
+    if report and not (report.startswith("https://") and is_url(report)) or _URL_PASSWORD.fullmatch(report):
+        problems.append(f"llm_host_pull_report_url {report.split('@')[-1]!r} is not an https:// URL without credentials: "
+                        "the report carries the host's key. Set it to the team server's report endpoint over TLS, "
+                        "e.g. https://team-gpu.lan/llmfleet/pull-reports, or to \"\" for no report.")
+    if report and int(settings.get("llm_host_pull_report_key_length") or 0) < 16:
+        problems.append("llm_host_pull_report_url is set but llm_host_pull_report_key is shorter than 16 characters. "
+                        "Put this host's report key in the vault (e.g. openssl rand -base64 32).")
     for name, least in (("llm_host_pull_interval", 60), ("llm_host_pull_boot_delay", 0),
                         ("llm_host_pull_random_delay", 0), ("llm_host_pull_keep", 1)):
         value = settings.get(name)

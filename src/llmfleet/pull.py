@@ -16,6 +16,12 @@ ansible-pull does, in two steps of its own so that it goes through the same run 
 A fetch that fails (the host is offline) converges the checkout it already has, and says so in the
 summary. Only the last `keep` run folders stay. The vault password reaches ansible-playbook as the
 path of its root-only file (`--vault-password-file`), never as a value.
+
+With a `report_url`, each run also sends a short record of itself (report_record: when, which
+commit, how it ended, the failures' messages; no task output) as an HTTPS PUT of
+`<report_url>/<host>.json`, the key from its root-only file as a bearer token, so that the team can
+see laptops the controller cannot reach. A report that fails is noted in the summary
+(`pull.report_error`) and fails nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +68,8 @@ class PullSettings:
     keep: int
     vault_password_file: Path | None = None
     venv: Path | None = None
+    report_url: str | None = None
+    report_key_file: Path | None = None
 
     @classmethod
     def read(cls, path: Path) -> PullSettings:
@@ -75,6 +85,8 @@ class PullSettings:
             keep=max(1, int(data["keep"])),
             vault_password_file=Path(data["vault_password_file"]) if data.get("vault_password_file") else None,
             venv=Path(data["venv"]) if data.get("venv") else None,
+            report_url=str(data["report_url"]) if data.get("report_url") else None,
+            report_key_file=Path(data["report_key_file"]) if data.get("report_key_file") else None,
         )
 
 
@@ -136,6 +148,48 @@ def last_run(runs_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def report_record(summary: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """What a pull run reports to the team server: when, which commit, how it ended (no task output)."""
+    record = summary.get("pull") or {}
+    outcome = (summary.get("hosts") or {}).get(host) or {}
+    return {
+        "host": host,
+        "started": summary.get("started"),
+        "finished": summary.get("finished"),
+        "repo": record.get("repo"),
+        "version": record.get("version"),
+        "commit": record.get("commit"),
+        "fetch_error": record.get("fetch_error"),
+        "state": outcome.get("state") or summary.get("status"),
+        "changed": outcome.get("changed", 0),
+        "exit_code": summary.get("exit_code"),
+        "exit_reason": summary.get("exit_reason"),
+        "failures": [{"task": f.get("task"), "message": f.get("message")}
+                     for f in summary.get("failures") or [] if f.get("host") == host],
+    }
+
+
+def send_report(url: str, key_file: Path | None, record: Mapping[str, Any], *, timeout: float = 20) -> None:
+    """PUT `record` as JSON to `url`/<host>.json, with the bearer key read from `key_file`.
+
+    TLS is verified against the system's trust store (the team CA, llm_host's trust.yml). Raises
+    PullError naming the URL and the cause, never the key.
+    """
+    target = f"{url.rstrip('/')}/{record['host']}.json"
+    headers = {"Content-Type": "application/json"}
+    if key_file is not None:
+        headers["Authorization"] = "Bearer " + key_file.read_text().strip()
+    request = urllib.request.Request(target, data=json.dumps(record).encode(), headers=headers, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise PullError(f"report to {target} refused: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PullError(f"report to {target} failed: {reason}") from None
+
+
 def _record(settings: PullSettings, commit: str, fetch_error: str | None) -> dict[str, Any]:
     return {"repo": settings.repo, "version": settings.version, "commit": commit, "fetch_error": fetch_error,
             "host": settings.host, "playbook": settings.playbook}
@@ -155,6 +209,20 @@ def _failed_run(settings: PullSettings, started: datetime, message: str) -> Path
     return folder
 
 
+def _finish(settings: PullSettings, folder: Path) -> None:
+    """Report the run when the settings say where (its outcome noted in its summary), then prune."""
+    if settings.report_url:
+        path = folder / SUMMARY
+        summary = json.loads(path.read_text())
+        try:
+            send_report(settings.report_url, settings.report_key_file, report_record(summary, settings.host))
+            summary["pull"]["report_error"] = None
+        except (PullError, OSError) as error:
+            summary["pull"]["report_error"] = str(error)
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    prune(settings.runs_dir, settings.keep)
+
+
 RunPlaybook = Callable[..., RunResult]
 
 
@@ -172,7 +240,7 @@ def pull(settings: PullSettings, *, run_playbook: RunPlaybook | None = None) -> 
         commit = current_commit(settings.checkout)
     if not commit:
         folder = _failed_run(settings, started, f"no checkout of {settings.repo} to converge from: {fetch_error}")
-        prune(settings.runs_dir, settings.keep)
+        _finish(settings, folder)
         return ExitCode.FAILED, folder
 
     if run_playbook is None:
@@ -192,13 +260,13 @@ def pull(settings: PullSettings, *, run_playbook: RunPlaybook | None = None) -> 
         result = run_playbook(request, project_dir=settings.checkout, runs_dir=settings.runs_dir)
     except FileNotFoundError as error:  # the commit lacks the inventory or the playbook
         folder = _failed_run(settings, started, f"commit {commit}: {error}")
-        prune(settings.runs_dir, settings.keep)
+        _finish(settings, folder)
         return ExitCode.FAILED, folder
     summary_path = result.artifact_dir / SUMMARY
     summary = json.loads(summary_path.read_text())
     summary["pull"] = _record(settings, commit, fetch_error)
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    prune(settings.runs_dir, settings.keep)
+    _finish(settings, result.artifact_dir)
     return result.exit_code, result.artifact_dir
 
 
@@ -248,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = (summary.get("outcomes") or {}).get(settings.host, {})
     print(f"pull run {folder.name}: commit {record.get('commit') or '-'}, "
           f"{outcome.get('state', summary.get('status'))}, exit {int(code)}"
-          + (f"; fetch failed, converged the checkout it had: {record['fetch_error']}" if record.get("fetch_error") else ""))
+          + (f"; fetch failed, converged the checkout it had: {record['fetch_error']}" if record.get("fetch_error") else "")
+          + (f"; {record['report_error']}" if record.get("report_error") else ""))
     if not args.config.exists():
         remove_tools(settings, Path(__file__).resolve().parents[2])
     return int(code)
