@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import plistlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -81,6 +82,12 @@ def test_a_report_goes_over_tls_with_a_key() -> None:
     assert "llm_host_pull_report_key is shorter than 16 characters" in short
 
 
+def test_pull_mode_needs_the_checkout_s_run_driver() -> None:
+    [problem] = hs.pull_problems({**GOOD, "llm_host_pull_driver_found": False})
+    assert "no src/llmfleet/pull.py beside its playbooks" in problem
+    assert hs.pull_problems({**GOOD, "llm_host_pull_driver_found": True}) == []
+
+
 @pytest.mark.parametrize("version", ["main", "v1.2.0", "release/2026-12", "team_laptops"])
 def test_branch_and_tag_names_pass(version: str) -> None:
     assert hs.pull_problems({**GOOD, "llm_host_pull_version": version}) == []
@@ -101,7 +108,7 @@ def _render(tmp_path: Path, system: str, **extra: object) -> Path:
     templates = [SETTINGS] + ([PLIST] if system == "Darwin" else [SERVICE, TIMER])
     return render("render_role.yml", tmp_path, role="llm_host", system=system,
                   architecture="arm64" if system == "Darwin" else "x86_64", templates=templates,
-                  inventory_hostname="bob-mbp", llm_host_pull=True, llm_host_pull_repo_url=GOOD["llm_host_pull_repo_url"],
+                  inventory_hostname="bob-mbp", _llm_host_pull_driver=str(ROOT / "src/llmfleet"), llm_host_pull=True, llm_host_pull_repo_url=GOOD["llm_host_pull_repo_url"],
                   llm_host_pull_inventory="inventory/team", **extra)
 
 
@@ -114,7 +121,10 @@ def test_systemd_units_run_the_pull_tool_after_the_network_on_a_randomized_sched
     assert exec_start.startswith("ExecStart=/opt/llmfleet/pull/venv-")
     assert exec_start.endswith("/bin/python -m llmfleet.pull --config /etc/llmfleet/pull.json")
     assert {"Type=oneshot", "Wants=network-online.target", "After=network-online.target",
-            "Environment=PYTHONPATH=/opt/llmfleet/pull/lib", "TimeoutStartSec=14400"} <= set(lines)
+            "TimeoutStartSec=14400"} <= set(lines)
+    # The run driver's directory is named by its modules' content.
+    [path] = [line for line in lines if line.startswith("Environment=PYTHONPATH=")]
+    assert re.fullmatch(r"Environment=PYTHONPATH=/opt/llmfleet/pull/lib-[0-9a-f]{12}", path)
     timer_lines = set(timer.splitlines())
     assert {"OnBootSec=120", "OnUnitActiveSec=1800", "RandomizedDelaySec=600", "WantedBy=timers.target"} <= timer_lines
     assert "v-pass-7e1" not in service + timer
@@ -152,5 +162,6 @@ def test_the_launchd_plist_runs_at_load_on_an_interval_and_sleeps_the_delays_its
     assert plist["ProgramArguments"][1:] == ["-m", "llmfleet.pull", "--config", "/etc/llmfleet/pull.json",
                                              "--boot-delay", "60", "--random-delay", "300"]
     assert plist["RunAtLoad"] is True and plist["StartInterval"] == 7200
-    assert plist["EnvironmentVariables"]["PYTHONPATH"] == "/opt/llmfleet/pull/lib"
+    assert re.fullmatch(r"/opt/llmfleet/pull/lib-[0-9a-f]{12}", plist["EnvironmentVariables"]["PYTHONPATH"])
+    assert PullSettings.read(out / "pull.json").lib == Path(plist["EnvironmentVariables"]["PYTHONPATH"])
     assert PullSettings.read(out / "pull.json").checkout == Path("/Library/Application Support/llmfleet/pull/checkout")

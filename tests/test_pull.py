@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.pull import PullError, PullSettings, current_commit, fetch, last_run, prune, pull, remove_old_venvs, \
+from llmfleet.pull import PullError, PullSettings, current_commit, fetch, last_run, prune, pull, remove_old_tools, \
     remove_tools, send_report
 from llmfleet.report import ExitCode
 
@@ -195,15 +195,16 @@ def test_only_the_last_runs_are_kept(tmp_path: Path) -> None:
     assert last_run(tmp_path / "none") is None
 
 
-def test_older_virtualenvs_go_the_running_one_stays(tmp_path: Path) -> None:
+def test_older_virtualenvs_and_run_drivers_go_the_running_ones_stay(tmp_path: Path) -> None:
     tools = tmp_path / "pull"
-    for name in ("venv-new", "venv-old", "venv-running", "lib"):
+    for name in ("venv-new", "venv-old", "venv-running", "lib-new", "lib-old", "lib-running"):
         (tools / name).mkdir(parents=True)
     settings = PullSettings(repo="file:///x", version="main", inventory="i", playbook="laptop.yml", host="h",
                             checkout=tmp_path / "checkout", runs_dir=tmp_path / "runs", keep=1,
-                            venv=tools / "venv-new")
-    assert [p.name for p in remove_old_venvs(settings, tools / "venv-running")] == ["venv-old"]
-    assert sorted(p.name for p in tools.iterdir()) == ["lib", "venv-new", "venv-running"]
+                            venv=tools / "venv-new", lib=tools / "lib-new")
+    gone = remove_old_tools(settings, [tools / "venv-running", tools / "lib-running"])
+    assert [p.name for p in gone] == ["lib-old", "venv-old"]
+    assert sorted(p.name for p in tools.iterdir()) == ["lib-new", "lib-running", "venv-new", "venv-running"]
     # The tools go only when they are the settings' own directory.
     (tmp_path / "checkout").mkdir()
     assert not remove_tools(settings, tmp_path) and tools.exists()

@@ -57,6 +57,10 @@ def pull_problems(settings: Mapping[str, Any]) -> list[str]:
     if not _REF.fullmatch(version):
         problems.append(f"llm_host_pull_version {version!r} is not a branch or tag name. Set it to the branch or tag "
                         "the host converges from, e.g. main.")
+    if settings.get("llm_host_pull_driver_found") is False:
+        problems.append("llm_host_pull is on but this run has no src/llmfleet/pull.py beside its playbooks: pull mode "
+                        "installs llmfleet's run driver from the checkout. Run it from llmfleet's checkout (the "
+                        "repository the host pulls), not from the installed collection.")
     report = str(settings.get("llm_host_pull_report_url") or "")
     if report and not (report.startswith("https://") and is_url(report)) or _URL_PASSWORD.fullmatch(report):
         problems.append(f"llm_host_pull_report_url {report.split('@')[-1]!r} is not an https:// URL without credentials: "

@@ -68,6 +68,7 @@ class PullSettings:
     keep: int
     vault_password_file: Path | None = None
     venv: Path | None = None
+    lib: Path | None = None
     report_url: str | None = None
     report_key_file: Path | None = None
 
@@ -85,6 +86,7 @@ class PullSettings:
             keep=max(1, int(data["keep"])),
             vault_password_file=Path(data["vault_password_file"]) if data.get("vault_password_file") else None,
             venv=Path(data["venv"]) if data.get("venv") else None,
+            lib=Path(data["lib"]) if data.get("lib") else None,
             report_url=str(data["report_url"]) if data.get("report_url") else None,
             report_key_file=Path(data["report_key_file"]) if data.get("report_key_file") else None,
         )
@@ -270,13 +272,14 @@ def pull(settings: PullSettings, *, run_playbook: RunPlaybook | None = None) -> 
     return result.exit_code, result.artifact_dir
 
 
-def remove_old_venvs(settings: PullSettings, running: Path) -> list[Path]:
-    """Delete the pull tools' virtualenvs other than the settings' and the running one (a requirement
-    change installs a new one beside them, llm_host's pull.yml)."""
+def remove_old_tools(settings: PullSettings, running: Sequence[Path]) -> list[Path]:
+    """Delete the pull tools' virtualenvs and run drivers other than the settings' and the `running`
+    ones (a new requirement set or run driver installs beside them, llm_host's pull-enrol.yml)."""
     if settings.venv is None:
         return []
-    keep = {settings.venv.resolve(), running.resolve()}
-    gone = [p for p in settings.venv.parent.glob("venv-*") if p.resolve() not in keep]
+    keep = {p.resolve() for p in (settings.venv, settings.lib, *running) if p is not None}
+    tools = settings.venv.parent
+    gone = sorted(p for pattern in ("venv-*", "lib-*") for p in tools.glob(pattern) if p.resolve() not in keep)
     for path in gone:
         shutil.rmtree(path, ignore_errors=True)
     return gone
@@ -309,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _wait(args.boot_delay, args.random_delay)
     settings = PullSettings.read(args.config)
-    remove_old_venvs(settings, Path(sys.prefix))
+    remove_old_tools(settings, [Path(sys.prefix), Path(__file__).resolve().parents[1]])
     code, folder = pull(settings)
     summary = json.loads((folder / SUMMARY).read_text())
     record = summary.get("pull", {})
