@@ -43,7 +43,8 @@ BASE = {
 }
 # What a run would create first on a converged host: none may appear.
 WATCHED = [Path(p) for p in ("/opt/llmfleet", "/etc/ollama", "/etc/vllm", "/etc/open-webui",
-                             "/usr/local/bin/uv", "/usr/local/bin/ollama", "/etc/ansible/facts.d/llm_host.fact")]
+                             "/usr/local/bin/uv", "/usr/local/bin/ollama", "/etc/ansible/facts.d/llm_host.fact",
+                             "/etc/llmfleet/pull.json", "/etc/systemd/system/llmfleet-pull.timer")]
 
 CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8000}
 # A valid, exposed team server for the cases about what laptops ask of it (it passes the preflight).
@@ -425,6 +426,42 @@ CASES = [
          {**TEAM_SERVER, "llm_host_advertised_name": "LLM.team.lan"},
          ("a-second-server-advertises-it-too and two-servers-advertise-one-name are exposed at one address",
           "Give each its own llm_host_advertised_name")),
+    # issue 24: pull mode. Its settings are checked on an enrolled host only (one task, a host each).
+    Case("pull-without-repo-url", "dev_laptops", {"llm_host_pull": True, "llm_host_pull_inventory": "inventory/team"},
+         ("llm_host_pull is on but llm_host_pull_repo_url '' is not a git URL", "or user@host:path")),
+    Case("pull-repo-url-with-password", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://bob:hunter2-pw@git.team.lan/llmfleet.git",
+          "llm_host_pull_inventory": "inventory/team"},
+         ("llm_host_pull_repo_url carries a password (user:password@)", "read-only deploy key")),
+    Case("pull-without-inventory", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "ssh://git@git.team.lan/team/llmfleet.git"},
+         ("llm_host_pull_inventory '' is not a path inside the repository", "e.g. inventory/team")),
+    Case("pull-inventory-outside-the-repository", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "git@git.team.lan:team/llmfleet.git",
+          "llm_host_pull_inventory": "../secrets/inventory"},
+         ("llm_host_pull_inventory '../secrets/inventory' is not a path inside the repository",)),
+    Case("pull-interval-too-short", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_interval": 10, "llm_host_pull_version": "main branch"},
+         ("llm_host_pull_interval is 10; set it to 60 seconds or more",
+          "llm_host_pull_version 'main branch' is not a branch or tag name")),
+    Case("pull-report-over-plain-http", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_report_url": "http://team-gpu.lan/llmfleet/pull-reports",
+          "llm_host_pull_report_key": "rk-5d0c8e0b1f2a3c4d"},
+         ("llm_host_pull_report_url 'http://team-gpu.lan/llmfleet/pull-reports' is not an https:// URL",
+          "the report carries the host's key")),
+    # Names and types, with the other cases of that task.
+    Case("pull-repo-url-as-a-list", "dev_laptops", {"llm_host_pull_repo_url": ["https://git.team.lan/llmfleet.git"]},
+         ("llm_host_pull_repo_url must be a string, and it is a list",), host="names-types-laptop"),
+    Case("pull-misspelled-setting", "dev_laptops", {"llm_host_pull_intervall": 600},
+         ("llm_host_pull_intervall is not a setting of any llmfleet role; did you mean llm_host_pull_interval?",),
+         host="names-types-laptop"),
+    Case("pull-playbook-not-a-choice", "dev_laptops", {"llm_host_pull_playbook": "site.yml"},
+         ("llm_host_pull_playbook is 'site.yml'; it must be one of: laptop.yml, workstation.yml, continue.yml",),
+         host="names-types-laptop"),
+    Case("pull-switch-as-a-string", "dev_laptops", {"llm_host_pull": "yes"},
+         ("llm_host_pull is the string 'yes', not a boolean",), host="names-types-laptop"),
 ]
 
 
@@ -500,6 +537,14 @@ def test_a_secret_of_the_wrong_type_is_named_never_shown(bad_run: tuple[RunResul
     assert "vllm_hf_token" in failure.message and "hf_abc123secret" not in failure.message
     logs = [p for p in result.artifact_dir.rglob("*") if p.is_file() and p.name != "inventory"]
     assert not [p for p in logs if "hf_abc123secret" in p.read_text(errors="replace")]
+
+
+def test_a_password_in_the_pull_url_is_named_never_shown(bad_run: tuple[RunResult, list, list]) -> None:
+    result, _, _ = bad_run
+    [failure] = [f for f in result.failures if f.host == "pull-repo-url-with-password"]
+    assert "llm_host_pull_repo_url" in failure.message and "hunter2-pw" not in failure.message
+    logs = [p for p in result.artifact_dir.rglob("*") if p.is_file() and p.name != "inventory"]
+    assert not [p for p in logs if "hunter2-pw" in p.read_text(errors="replace")]
 
 
 def test_the_docs_table_lists_every_case() -> None:

@@ -62,9 +62,26 @@ def test_status_playbook_reports_a_bare_host(tmp_path: Path, project_dir: Path, 
     assert result.exit_code == ExitCode.OK
     report = result.custom_stats["llmfleet_status"]["localhost"]
     assert report["versions"]["ollama"]["pinned"] == "0.32.15"
-    assert set(report) == {"type", "services", "versions", "models", "vllm_servers", "proxy"}
+    assert set(report) == {"type", "services", "versions", "models", "vllm_servers", "proxy", "pull"}
     assert report["proxy"] == {}
     assert report["vllm_servers"] == []
+    # Not enrolled in pull mode: no run to report.
+    assert report["pull"] == {}
+
+
+def test_the_last_pull_run_is_shown_and_a_failed_one_is_a_difference() -> None:
+    # What playbooks/status.yml reads from the newest summary.json of a laptop in pull mode.
+    good = {"started": "2026-12-05T11:00:02+00:00", "commit": "0123456789abcdef0123", "version": "main",
+            "state": "changed", "reason": "all 1 host(s) ok", "fetch_error": None}
+    clean, text = _render({"alice-mbp": {**LAPTOP, "pull": good}})
+    assert clean
+    assert "alice-mbp: last pull 2026-12-05T11:00:02+00:00, commit 0123456789ab (main), changed" in text
+    failed = {**good, "state": "failed", "reason": "failed on alice-mbp"}
+    clean, text = _render({"alice-mbp": {**LAPTOP, "pull": failed}})
+    assert not clean and "commit 0123456789ab (main), failed: failed on alice-mbp" in text
+    offline = {**good, "state": "ok", "fetch_error": "git fetch failed (128): could not resolve host"}
+    clean, text = _render({"alice-mbp": {**LAPTOP, "pull": offline}})
+    assert clean and "the fetch failed, it converged the checkout it had: git fetch failed (128)" in text
 
 
 def test_the_vllm_template_unit_is_not_a_server() -> None:

@@ -1,4 +1,5 @@
-"""`invoke status`: per host, each service's state, installed vs pinned versions, models present vs declared.
+"""`invoke status`: per host, each service's state, installed vs pinned versions, models present vs declared,
+and the last pull run of a host in pull mode.
 
 playbooks/status.yml changes nothing; it reports each host with set_stats, which the run driver
 keeps in RunResult.custom_stats["llmfleet_status"].
@@ -115,6 +116,23 @@ def status_rows(status: Mapping[str, Any], now: datetime | None = None) -> list[
     return rows
 
 
+def pull_line(host: str, pull: Mapping[str, Any]) -> tuple[str, bool]:
+    """The line about a host's last pull run (llm_host's pull mode) and whether it ended well.
+
+    `pull` is what playbooks/status.yml read from the newest summary.json the host keeps: started,
+    commit, version, state, reason, fetch_error.
+    """
+    state = str(pull.get("state") or "unknown")
+    good = state in ("ok", "changed")
+    commit = str(pull.get("commit") or "")[:12] or "none"
+    line = f"{host}: last pull {pull.get('started') or '?'}, commit {commit} ({pull.get('version') or '?'}), {state}"
+    if not good and pull.get("reason"):
+        line += f": {pull['reason']}"
+    if pull.get("fetch_error"):
+        line += f"; the fetch failed, it converged the checkout it had: {pull['fetch_error']}"
+    return line, good
+
+
 def render_status(status: Mapping[str, Any], console: Console) -> bool:
     """Print the status tables; True when every host matches its inventory."""
     table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
@@ -140,6 +158,12 @@ def render_status(status: Mapping[str, Any], console: Console) -> bool:
         if skipped:
             line.append(f"; skipped (too big for this host) {', '.join(skipped)}", style="dim")
         console.print(line, soft_wrap=True)
+    for host in sorted(status):
+        pull = (status[host] or {}).get("pull") or {}
+        if pull:
+            line, good = pull_line(host, pull)
+            clean = clean and good
+            console.print(Text(line, style="" if good else "bold red"), soft_wrap=True)
     for host in sorted(status):
         if not status_rows({host: status[host]}) and not ((status[host] or {}).get("models") or {}).get("declared"):
             console.print(Text.assemble((host, "bold"), f" ({(status[host] or {}).get('type', 'unknown')}): "
