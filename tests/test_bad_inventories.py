@@ -451,6 +451,12 @@ CASES = [
           "llm_host_pull_report_key": "rk-5d0c8e0b1f2a3c4d"},
          ("llm_host_pull_report_url 'http://team-gpu.lan/llmfleet/pull-reports' is not an https:// URL",
           "the report carries the host's key")),
+    # A pull run (the pull tool sets llmfleet_pull_run) of a laptop whose repository lacks the team CA.
+    Case("pull-run-without-the-team-ca", "dev_laptops",
+         {"llm_host_team_server": "served-team-gpu", "llmfleet_pull_run": True},
+         ("/llmfleet-ca/ca.crt is not in the repository this pull run checked out",
+          "a pull run never makes a team CA"),
+         extra={"served-team-gpu": ("gpu_servers", TEAM_SERVER)}),
     # Names and types, with the other cases of that task.
     Case("pull-repo-url-as-a-list", "dev_laptops", {"llm_host_pull_repo_url": ["https://git.team.lan/llmfleet.git"]},
          ("llm_host_pull_repo_url must be a string, and it is a list",), host="names-types-laptop"),
