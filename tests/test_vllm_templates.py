@@ -98,3 +98,20 @@ def test_nothing_phones_home_unless_llm_host_telemetry(tmp_path: Path) -> None:
     assert {name: value for name, value in env("darwin", "Darwin").items() if name in TELEMETRY_OFF} == TELEMETRY_OFF
     on = env("on", llm_host_telemetry=True)
     assert not set(TELEMETRY_OFF) & set(on) and on["HF_HOME"] == '"/var/lib/vllm/huggingface"'
+
+
+def test_offline_fleet_and_hugging_face_mirror(tmp_path: Path) -> None:
+    def env(name: str, **extra: object) -> dict[str, str]:
+        (tmp_path / name).mkdir()
+        out = _render(tmp_path / name, "Linux", item_templates=["etc/vllm/instance.env"], **extra)
+        return systemd_env_file((out / "coder-instance.env").read_text())
+
+    online = env("online")
+    assert "HF_HUB_OFFLINE" not in online and "HF_ENDPOINT" not in online
+    offline = env("offline", llm_host_offline=True, vllm_hf_endpoint="https://hf-mirror.team.lan")
+    # The hub client reads only its cache, so a restart never tries the network; downloads (a first
+    # start) go to the team's mirror.
+    assert offline["HF_HUB_OFFLINE"] == "1" and offline["HF_ENDPOINT"] == "https://hf-mirror.team.lan"
+    # An entry's own environment may still let one server download.
+    models = [{**MODELS[0], "environment": {"HF_HUB_OFFLINE": "0"}}]
+    assert env("override", llm_host_offline=True, vllm_models=models)["HF_HUB_OFFLINE"] == "0"
