@@ -27,8 +27,8 @@ description:
   - >-
     With O(mode=copy), each model of O(models) whose manifest the store lacks is copied: its manifest is
     read from the mirror, every blob it names (the config and each layer) that the store lacks is
-    downloaded once, even when several models share it, its sha256 and size checked against the
-    manifest, and put in place; the manifest is written last, so Ollama never sees a model with a
+    downloaded once, even when several models share it, its sha256 checked against the digest the
+    manifest names, and put in place; the manifest is written last, so Ollama never sees a model with a
     missing blob. A blob already in the store is not downloaded again. Ollama reads its store on each
     request, so the copied models are listed without a restart.
   - >-
@@ -253,8 +253,8 @@ def _makedirs(path: str, root: str, owner: str | None, group: str | None) -> Non
         _chown(directory, owner, group)
 
 
-def download_blob(mirror: str, store: str, digest: str, size: int, params: dict[str, Any]) -> int:
-    """Download one blob into the store through a partial file; its sha256 and size must match."""
+def download_blob(mirror: str, store: str, digest: str, params: dict[str, Any]) -> int:
+    """Download one blob into the store through a partial file; its sha256 must be the digest."""
     name = blob_file(digest)
     url = mirror.rstrip("/") + "/blobs/" + name
     final = os.path.join(store, "blobs", name)
@@ -274,12 +274,10 @@ def download_blob(mirror: str, store: str, digest: str, size: int, params: dict[
                 sha.update(chunk)
                 out.write(chunk)
                 got += len(chunk)
-        if got != size or "sha256:" + sha.hexdigest() != digest:
+        # The digest is the check (the size a manifest records is what a client shows).
+        if "sha256:" + sha.hexdigest() != digest:
             os.unlink(partial)
-            raise MirrorError(
-                f"{url} does not match the manifest: got {got} bytes with sha256:{sha.hexdigest()}, "
-                f"the manifest says {size} bytes with {digest}"
-            )
+            raise MirrorError(f"{url} does not match the manifest: its sha256 is {sha.hexdigest()}, the manifest names {digest}")
         return got
 
     try:
@@ -294,9 +292,9 @@ def download_blob(mirror: str, store: str, digest: str, size: int, params: dict[
     return got
 
 
-def _has_blob(store: str, digest: str, size: int) -> bool:
-    path = os.path.join(store, "blobs", blob_file(digest))
-    return os.path.isfile(path) and os.path.getsize(path) == size
+def _has_blob(store: str, digest: str) -> bool:
+    """A blob in the store is Ollama's (it verified it when it wrote it): not fetched again."""
+    return os.path.isfile(os.path.join(store, "blobs", blob_file(digest)))
 
 
 def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
@@ -319,7 +317,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     needed: dict[str, int] = {}
     for _, data in manifests.values():
         for digest, size in blobs_of(data):
-            if digest not in needed and not _has_blob(store, digest, size):
+            if digest not in needed and not _has_blob(store, digest):
                 needed[digest] = size
     result.update(copied=list(manifests), blobs=list(needed), changed=bool(manifests))
     if check_mode:
@@ -327,7 +325,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         return result
     _makedirs(os.path.join(store, "blobs"), store, params["owner"], params["group"])
     with ThreadPoolExecutor(max_workers=min(4, len(needed) or 1)) as pool:
-        fetched = list(pool.map(lambda item: download_blob(mirror, store, item[0], item[1], params), needed.items()))
+        fetched = list(pool.map(lambda digest: download_blob(mirror, store, digest, params), needed))
     result["bytes"] = sum(fetched)
     for name, (raw, _) in manifests.items():
         path = os.path.join(store, "manifests", manifest_path(name))
