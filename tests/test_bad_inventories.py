@@ -425,6 +425,10 @@ CASES = [
     Case("models-mirror-without-scheme", "dev_laptops", {"ollama_models_mirror": "mirror.internal/ollama-models"},
          ('ollama_models_mirror "mirror.internal/ollama-models" is not an http(s) or file:/// URL',),
          host="ollama-settings-laptop"),
+    Case("offline-hugging-face-model-without-a-mirror", "gpu_servers",
+         {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER]},
+         ("vllm: vllm_models[0].model Qwen/Qwen2.5-Coder-1.5B-Instruct: not in the Hugging Face cache of "
+          "offline-hugging-face-model-without-a-mirror", "with no vllm_hf_endpoint", "nothing was changed")),
     Case("hf-endpoint-without-scheme", "gpu_servers", {"vllm_hf_endpoint": "hf-mirror.internal"},
          ('vllm: vllm_hf_endpoint "hf-mirror.internal" is not an http(s) URL',), host="vllm-settings-server"),
     Case("continue-vsix-not-found", "dev_laptops",
