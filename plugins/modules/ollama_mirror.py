@@ -358,7 +358,8 @@ def main() -> None:
     try:
         result = run(params, module.check_mode)
     except (MirrorError, OSError) as exc:
-        module.fail_json(msg=f"ollama: copying models from {params['mirror']} failed: {exc}")
+        action = "copying models from" if params["mode"] == "copy" else "reading"
+        module.fail_json(msg=f"ollama: {action} the models mirror {params['mirror']} failed: {exc}")
     if result["missing"]:
         host = params["host"] or os.uname().nodename
         module.fail_json(msg=missing_message(result["missing"], params["mirror"], host), **result)
