@@ -11,6 +11,7 @@ from collections.abc import Callable
 from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
+from llmfleet import bundle as llmbundle
 from llmfleet import cli, lanes, testbed
 from llmfleet import collection as llmcollection
 from llmfleet import docs as llmdocs
@@ -148,6 +149,39 @@ def status(
                                             ask_become_pass=ask_become_pass, console=console)[1])
 
 
+@task(
+    iterable=["model", "arch"],
+    help={
+        "inventory": _HELP["inventory"],
+        "vault_password_file": _HELP["vault_password_file"],
+        "out": "The bundle's directory (created; a second run keeps what it holds).",
+        "releases_from": "Where Ollama releases come from (default GitHub's, unless the inventory names a mirror).",
+        "models_from": "A models directory or a mirror of one that has the inventory's Ollama models.",
+        "vsix_from": "The Continue VSIX (file or URL) when the inventory's continue_vscode_extension_vsix is the mirror.",
+        "model": "An Ollama model to add besides the inventory's ollama_models (repeatable).",
+        "arch": "Linux architecture of the Ollama releases (repeatable; default amd64).",
+    },
+)
+def bundle(
+    c: Context,
+    out: str,
+    inventory: str | None = None,
+    vault_password_file: str | None = None,
+    releases_from: str = "",
+    models_from: str = "",
+    vsix_from: str = "",
+    model: list[str] | None = None,
+    arch: list[str] | None = None,
+) -> None:
+    """One directory with what an offline fleet downloads (releases, models, VSIX) and a manifest of digests."""
+    try:
+        llmbundle.make(PROJECT.root, inventory=inventory or str(PROJECT.root / "inventory/local"), out=out,
+                       vault_password_file=vault_password_file, releases_from=releases_from,
+                       models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"], log=console.print)
+    except llmbundle.BundleError as error:
+        raise Exit(f"bundle: {error}", code=1) from error
+
+
 @task
 def lint(c: Context) -> None:
     """yamllint and ansible-lint (production profile) over the whole project."""
@@ -266,5 +300,5 @@ def _stages(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = Non
                 raise Exit(f"{name} failed (exit {error.returncode})", code=1) from error
 
 
-ns = Collection(provision, drift, status, lint, test, docs, ee, collection)
+ns = Collection(provision, drift, status, bundle, lint, test, docs, ee, collection)
 ns.add_task(testbed_, name="testbed")

@@ -84,6 +84,8 @@ ROOM_B = shutil.disk_usage(ROOM.parent).free * 0.6 / 2e9  # billions of bf16 par
 R590 = ROOT / "tests/doubles/nvidia-smi-double-r590"
 R550 = ROOT / "molecule/llm_host/files/nvidia-smi-double"
 R470 = ROOT / "tests/doubles/nvidia-smi-double-r470"
+# issue 23: a team mirror of Ollama models (a models directory served as files) holding qwen2.5-coder:1.5b.
+OLLAMA_MIRROR = (ROOT / "tests/fixtures/ollama-mirror").as_uri()
 # issue 20: doubles of other distributions' system Python (llm_host_probe asks them their version).
 PY313 = ROOT / "tests/doubles/python3-double-3.13"
 PY310 = ROOT / "tests/doubles/python3-double-3.10"
@@ -412,6 +414,28 @@ CASES = [
     Case("open-webui-python-path-unsupported", "workstations", {"open_webui_python": str(PY313)},
          ("open_webui: open-webui-python-path-unsupported needs " + str(PY313)
           + " (open_webui_python) to be Python 3.11 or 3.12 (found: 3.13)", "Set open_webui_python to the path")),
+    # issue 23: an offline fleet. Its models must be on the host or on the mirror, or the host is refused.
+    Case("offline-model-not-on-mirror", "dev_laptops",
+         {"llm_host_offline": True, "ollama_models_mirror": OLLAMA_MIRROR, "ollama_models_from_clients": False,
+          "ollama_models": ["qwen2.5-coder:1.5b", "llama3.2:1b"]},
+         ("ollama: llama3.2:1b is neither on offline-model-not-on-mirror nor on the mirror " + OLLAMA_MIRROR,
+          "add it to the mirror", "nothing was changed")),
+    Case("offline-without-a-mirror", "dev_laptops",
+         {"llm_host_offline": True, "ollama_models_from_clients": False, "ollama_models": ["qwen3:0.6b"]},
+         ("ollama: qwen3:0.6b is neither on offline-without-a-mirror nor on a mirror (ollama_models_mirror is not set)",)),
+    Case("models-mirror-without-scheme", "dev_laptops", {"ollama_models_mirror": "mirror.internal/ollama-models"},
+         ('ollama_models_mirror "mirror.internal/ollama-models" is not an http(s) or file:/// URL',),
+         host="ollama-settings-laptop"),
+    Case("offline-hugging-face-model-without-a-mirror", "gpu_servers",
+         {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER]},
+         ("vllm: vllm_models[0].model Qwen/Qwen2.5-Coder-1.5B-Instruct: not in the Hugging Face cache of "
+          "offline-hugging-face-model-without-a-mirror", "with no vllm_hf_endpoint", "nothing was changed")),
+    Case("hf-endpoint-without-scheme", "gpu_servers", {"vllm_hf_endpoint": "hf-mirror.internal"},
+         ('vllm: vllm_hf_endpoint "hf-mirror.internal" is not an http(s) URL',), host="vllm-settings-server"),
+    Case("continue-vsix-not-found", "dev_laptops",
+         {"continue_vscode_extension_vsix": "/nonexistent/continue.vsix", "continue_vscode_extension_sha256": "abc"},
+         ('continue_vscode_extension_vsix "/nonexistent/continue.vsix" is neither an http(s) URL nor a file',
+          'continue_vscode_extension_sha256 "abc" is not a sha256')),
     # issue 19: collisions across the inventory; each host of a pair names the other.
     Case("one-machine-two-inventory-names", "dev_laptops", {"ansible_host": "dev-box.lan"},
          ("one-machine-two-inventory-names and one-machine-under-another-name are one machine (dev-box.lan)",
@@ -594,13 +618,17 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
               "ollama_models": ["qwen2.5-coder:1.5b-base"], "ollama_models_prune": True,
               "continue_models": [{"name": "Team coder", "provider": "vllm", "model": "coder"},
                                   {"name": "Local", "provider": "ollama", "model": "qwen2.5-coder:1.5b"}]}
+    # issue 23: an offline laptop whose models are on the team's mirror.
+    offline = {"llm_host_offline": True, "ollama_models_mirror": OLLAMA_MIRROR, "ollama_models_from_clients": False,
+               "ollama_models": ["qwen2.5-coder:1.5b"]}
     inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
                                                     "alice-laptop": ("dev_laptops", laptop),
+                                                    "offline-laptop": ("dev_laptops", offline),
                                                     "workstation": ("workstations", {})})
     before = _existing()
     result = _preflight(inventory, tmp_path / "runs")
     assert result.exit_code == ExitCode.OK, result.failures
-    assert set(result.hosts) == {"team-gpu", "alice-laptop", "workstation"}
+    assert set(result.hosts) == {"team-gpu", "alice-laptop", "offline-laptop", "workstation"}
     assert all(stats.changed == 0 for stats in result.hosts.values()) and result.changes == []
     assert _existing() == before
 

@@ -119,3 +119,19 @@ def test_engine_and_workers_stay_on_loopback(tmp_path: Path) -> None:
     assert [darwin[name] for name in loopback] == ["127.0.0.1", "lo0", "lo0"]
     # A team that knows better (another interface for NCCL) still has the last word.
     assert env("own", "Linux", vllm_environment={"NCCL_SOCKET_IFNAME": "ib0"})["NCCL_SOCKET_IFNAME"] == "ib0"
+
+def test_offline_fleet_and_hugging_face_mirror(tmp_path: Path) -> None:
+    def env(name: str, **extra: object) -> dict[str, str]:
+        (tmp_path / name).mkdir()
+        out = _render(tmp_path / name, "Linux", item_templates=["etc/vllm/instance.env"], **extra)
+        return systemd_env_file((out / "coder-instance.env").read_text())
+
+    online = env("online")
+    assert "HF_HUB_OFFLINE" not in online and "HF_ENDPOINT" not in online
+    offline = env("offline", llm_host_offline=True, vllm_hf_endpoint="https://hf-mirror.team.lan")
+    # The hub client reads only its cache, so a restart never tries the network; downloads (a first
+    # start) go to the team's mirror.
+    assert offline["HF_HUB_OFFLINE"] == "1" and offline["HF_ENDPOINT"] == "https://hf-mirror.team.lan"
+    # An entry's own environment may still let one server download.
+    models = [{**MODELS[0], "environment": {"HF_HUB_OFFLINE": "0"}}]
+    assert env("override", llm_host_offline=True, vllm_models=models)["HF_HUB_OFFLINE"] == "0"

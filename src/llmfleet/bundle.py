@@ -1,0 +1,280 @@
+"""`invoke bundle`: one directory with what an offline fleet downloads, for a sneakernet.
+
+The bundle is laid out as the team's mirror serves it, so a web server pointed at the directory
+(or a `file://` path to it) is the mirror, and inventory/example's network.yml names its parts:
+
+    ollama-releases/v<version>/<asset>, sha256sum.txt    ollama_download_base_url
+    ollama-models/manifests/..., blobs/sha256-<hex>      ollama_models_mirror
+    vsix/<file>.vsix                                     continue_vscode_extension_vsix
+    bundle.json, SHA256SUMS                              what is in it, with each file's sha256
+
+What goes in comes from the inventory (`ansible-inventory --list`, vault included): every
+`ollama_version` and the models every host lists in `ollama_models` (and its custom models' bases),
+plus `--model`; the Continue VSIX when `continue_vscode_extension_vsix` is a URL. Releases come from
+`--releases-from` (default GitHub's release downloads), checked against the release's sha256sum.txt;
+the VSIX from `--vsix-from` when the inventory's URL is the mirror itself;
+models are copied from `--models-from` (a models directory or a mirror of one, e.g. the team server's
+store) with the ollama role's own copy (plugins/modules/ollama_mirror.py): digests checked, each blob
+once. A second run keeps what the directory already holds (a release whose sha256 matches, a model
+whose manifest is there) and fetches nothing of it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from llmfleet import cli
+
+DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
+
+
+class BundleError(Exception):
+    """A bundle that cannot be made, with the reason."""
+
+
+@dataclass
+class Plan:
+    """What the inventory asks the bundle to hold."""
+
+    ollama_versions: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    vsix: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What a run fetched and what it found already there (relative paths in the bundle)."""
+
+    fetched: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    models_copied: list[str] = field(default_factory=list)
+    models_kept: list[str] = field(default_factory=list)
+
+
+def _load(root: Path, relative: str, name: str) -> ModuleType:
+    """A plugin of the collection by path (the module and filter files are not a package here)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, root / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def role_default(root: Path, role: str, name: str) -> Any:
+    """A role's default for a variable the inventory does not set."""
+    return yaml.safe_load((root / "roles" / role / "defaults/main.yml").read_text()).get(name)
+
+
+def read_inventory(inventory: str, vault_password_file: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every host's variables as `ansible-inventory --list` gives them (group_vars merged, vault decrypted)."""
+    argv = [cli.venv_tool("ansible-inventory"), "-i", inventory, "--list"]
+    if vault_password_file:
+        argv += ["--vault-password-file", vault_password_file]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BundleError(f"ansible-inventory could not read {inventory}: {done.stderr.strip()[-600:]}")
+    return json.loads(done.stdout).get("_meta", {}).get("hostvars", {})
+
+
+def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: Iterable[str] = ()) -> Plan:
+    """The versions, models and VSIX files the inventory's hosts need (templated values are left out)."""
+    model_name = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").model_name
+    result = Plan()
+
+    def add(items: list[str], value: Any) -> None:
+        if isinstance(value, str) and value and "{{" not in value and value not in items:
+            items.append(value)
+
+    default_version = str(role_default(root, "ollama", "ollama_version"))
+    for host in sorted(hostvars):
+        variables = hostvars[host]
+        add(result.ollama_versions, str(variables.get("ollama_version", default_version)))
+        for entry in variables.get("ollama_models") or []:
+            add(result.models, model_name(entry["name"] if isinstance(entry, Mapping) else entry))
+        for custom in variables.get("ollama_custom_models") or []:
+            if isinstance(custom, Mapping) and custom.get("from"):
+                add(result.models, model_name(custom["from"]))
+        vsix = variables.get("continue_vscode_extension_vsix") or ""
+        if isinstance(vsix, str) and vsix.startswith(("http://", "https://")):
+            add(result.vsix, vsix)
+    for name in extra_models:
+        add(result.models, model_name(name))
+    return result
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, dest: Path) -> None:
+    """Download `url` (http, https or file) to `dest` through a partial file."""
+    partial = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=600) as answer, partial.open("wb") as out:  # noqa: S310 - by design
+            shutil.copyfileobj(answer, out, 1 << 20)
+    except (OSError, ValueError) as error:
+        partial.unlink(missing_ok=True)
+        raise BundleError(f"could not fetch {url}: {getattr(error, 'reason', error)}") from error
+    os.replace(partial, dest)
+
+
+def _releases(out: Path, versions: list[str], base: str, assets: list[str], outcome: Outcome,
+              sha256sums: Callable[[str], dict[str, str]]) -> None:
+    for version in versions:
+        folder = out / "ollama-releases" / f"v{version}"
+        sums_path = folder / "sha256sum.txt"
+        url = f"{base.rstrip('/')}/v{version}"
+        relative = sums_path.relative_to(out).as_posix()
+        if sums_path.is_file():
+            outcome.kept.append(relative)
+        else:
+            _fetch(f"{url}/sha256sum.txt", sums_path)
+            outcome.fetched.append(relative)
+        published = sha256sums(sums_path.read_text())
+        for asset in assets:
+            if asset not in published:
+                raise BundleError(f"{url}/sha256sum.txt has no sha256 for {asset}")
+            path = folder / asset
+            relative = path.relative_to(out).as_posix()
+            if path.is_file() and sha256_file(path) == published[asset]:
+                outcome.kept.append(relative)
+                continue
+            _fetch(f"{url}/{asset}", path)
+            if sha256_file(path) != published[asset]:
+                path.unlink()
+                raise BundleError(f"{url}/{asset} does not match its sha256 in sha256sum.txt")
+            outcome.fetched.append(relative)
+
+
+def _vsix(out: Path, urls: list[str], outcome: Outcome, source: str = "") -> None:
+    """Each VSIX under the file name the inventory's URL gives it, from that URL or from `source`."""
+    for url in urls:
+        name = Path(urllib.parse.urlsplit(url).path).name
+        path = out / "vsix" / name
+        relative = path.relative_to(out).as_posix()
+        if path.is_file():
+            outcome.kept.append(relative)
+        else:
+            origin = source or url
+            _fetch(origin if "://" in origin else Path(origin).resolve().as_uri(), path)
+            outcome.fetched.append(relative)
+
+
+def write_manifest(out: Path, plan_: Plan) -> dict[str, Any]:
+    """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside)."""
+    files = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")):
+        files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    manifest = {"ollama_versions": plan_.ollama_versions, "ollama_models": plan_.models, "vsix": plan_.vsix,
+                "files": files}
+    (out / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (out / "SHA256SUMS").write_text("".join(f"{v['sha256']}  {k}\n" for k, v in files.items()))
+    return manifest
+
+
+def build(
+    root: Path,
+    out: Path,
+    plan_: Plan,
+    *,
+    releases_from: str = DEFAULT_RELEASES,
+    models_from: str = "",
+    vsix_from: str = "",
+    arches: Iterable[str] = ("amd64",),
+) -> Outcome:
+    """Fill `out` with what `plan_` names; returns what was fetched and what was already there."""
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome()
+    sums = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").sha256sums
+    _releases(out, plan_.ollama_versions, releases_from, [f"ollama-linux-{arch}.tar.zst" for arch in arches],
+              outcome, sums)
+    if plan_.models:
+        if not models_from:
+            raise BundleError(f"the inventory names Ollama models ({', '.join(plan_.models)}): give --models-from, "
+                              "a models directory or a mirror of one that has them (e.g. the team server's store)")
+        mirror = _load(root, "plugins/modules/ollama_mirror.py", "llmfleet_bundle_ollama_mirror")
+        source = models_from if "://" in models_from else Path(models_from).resolve().as_uri()
+        params = {"mirror": source, "models_dir": str(out / "ollama-models"), "models": plan_.models, "mode": "copy",
+                  "owner": None, "group": None, "host": "the bundle", "timeout": 600, "retries": 2, "delay": 5}
+        try:
+            result = mirror.run(params, check_mode=False)
+        except (mirror.MirrorError, OSError) as error:
+            raise BundleError(f"copying models from {models_from} failed: {error}") from error
+        if result["missing"]:
+            raise BundleError(f"{', '.join(result['missing'])} not in {models_from}")
+        outcome.models_copied = list(result["copied"])
+        outcome.models_kept = [m for m in plan_.models if m not in result["copied"]]
+        outcome.fetched += [f"ollama-models/blobs/{d.replace(':', '-')}" for d in result["blobs"]]
+    _vsix(out, plan_.vsix, outcome, vsix_from)
+    write_manifest(out, plan_)
+    return outcome
+
+
+def _mirrors(hostvars: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The hosts (scheme://host[:port]/) of the mirrors the inventory names."""
+    found = set()
+    for variables in hostvars.values():
+        for name in ("ollama_download_base_url", "ollama_models_mirror"):
+            parts = urllib.parse.urlsplit(str(variables.get(name) or ""))
+            if parts.scheme and parts.netloc:
+                found.add(f"{parts.scheme}://{parts.netloc}/")
+    return found
+
+
+def make(
+    root: Path,
+    *,
+    inventory: str,
+    out: str,
+    vault_password_file: str | None = None,
+    releases_from: str = "",
+    models_from: str = "",
+    vsix_from: str = "",
+    models: Iterable[str] = (),
+    arches: Iterable[str] = ("amd64",),
+    log: Callable[[str], None] = print,
+) -> Outcome:
+    """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
+    hostvars = read_inventory(inventory, vault_password_file)
+    if not hostvars:
+        raise BundleError(f"{inventory} has no hosts")
+    wanted = plan(hostvars, root, models)
+    if not releases_from:
+        bases = {str(v["ollama_download_base_url"]) for v in hostvars.values() if v.get("ollama_download_base_url")}
+        releases_from = DEFAULT_RELEASES if not bases else ""
+        if not releases_from:
+            raise BundleError("the inventory's ollama_download_base_url is the mirror this bundle is for: "
+                              "give --releases-from, where the releases come from (e.g. GitHub's release downloads)")
+    if wanted.vsix and not vsix_from and any(u.startswith(m) for u in wanted.vsix for m in _mirrors(hostvars)):
+        raise BundleError("the inventory's continue_vscode_extension_vsix is on the mirror this bundle is for: "
+                          "give --vsix-from, the VSIX file or its download URL")
+    outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
+                    vsix_from=vsix_from, arches=arches)
+    log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
+        f"VSIX {', '.join(wanted.vsix) or 'none'}")
+    log(f"fetched {len(outcome.fetched)} files ({len(outcome.models_copied)} models copied), "
+        f"kept {len(outcome.kept)} files and {len(outcome.models_kept)} models already there; "
+        f"manifest: {Path(out) / 'bundle.json'}, {Path(out) / 'SHA256SUMS'}")
+    return outcome
