@@ -10,16 +10,14 @@ directory works as ollama_models_mirror for the ollama role's copy.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from _fileserver import counting_file_server
 from _modules import load_module
 
 from llmfleet import bundle
@@ -35,25 +33,8 @@ def upstream(tmp_path: Path) -> Iterator[tuple[str, Path, Counter[str]]]:
     root = tmp_path / "upstream"
     releases.build("0.32.15", root / "releases")
     models.build(root / "store", ["qwen2.5-coder:1.5b", "nomic-embed-text", "llama3.2:1b"])
-    hits: Counter[str] = Counter()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            hits[self.path] += 1
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root, hits
-    finally:
-        httpd.shutdown()
+    with counting_file_server(root) as (url, hits):
+        yield url, root, hits
 
 
 def _inventory(tmp_path: Path) -> Path:

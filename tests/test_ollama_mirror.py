@@ -10,15 +10,14 @@ check's message.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _fileserver import counting_file_server
 from _modules import load_module
 
 mod = load_module("plugins/modules/ollama_mirror.py")
@@ -47,26 +46,8 @@ def _model(root: Path, name: str, layers: list[bytes], config: bytes) -> dict[st
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[tuple[str, Path, Counter[str]]]:
     root = tmp_path / "mirror"
-    hits: Counter[str] = Counter()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            hits[self.path] += 1
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root, hits
-    finally:
-        httpd.shutdown()
+    with counting_file_server(root) as (url, hits):
+        yield url, root, hits
 
 
 def _params(url: str, store: Path, models: list[str], mode: str = "copy") -> dict[str, Any]:
