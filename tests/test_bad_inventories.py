@@ -561,20 +561,17 @@ def test_the_bad_run_fails_every_host(bad_run: tuple[RunResult, list, list]) -> 
     assert len(CASES) >= 15
 
 
-def test_a_secret_of_the_wrong_type_is_named_never_shown(bad_run: tuple[RunResult, list, list]) -> None:
+@pytest.mark.parametrize(("host", "variable", "secret"), [
+    ("names-types-server", "vllm_hf_token", "hf_abc123secret"),  # a secret of the wrong type
+    ("pull-repo-url-with-password", "llm_host_pull_repo_url", "hunter2-pw"),  # a password in the pull URL
+], ids=["wrong-type", "pull-url-password"])  # ids without the secret: the run records PYTEST_CURRENT_TEST
+def test_a_secret_in_a_bad_setting_is_named_never_shown(bad_run: tuple[RunResult, list, list], host: str,
+                                                         variable: str, secret: str) -> None:
     result, _, _ = bad_run
-    [failure] = [f for f in result.failures if f.host == "names-types-server"]
-    assert "vllm_hf_token" in failure.message and "hf_abc123secret" not in failure.message
+    [failure] = [f for f in result.failures if f.host == host]
+    assert variable in failure.message and secret not in failure.message
     logs = [p for p in result.artifact_dir.rglob("*") if p.is_file() and p.name != "inventory"]
-    assert not [p for p in logs if "hf_abc123secret" in p.read_text(errors="replace")]
-
-
-def test_a_password_in_the_pull_url_is_named_never_shown(bad_run: tuple[RunResult, list, list]) -> None:
-    result, _, _ = bad_run
-    [failure] = [f for f in result.failures if f.host == "pull-repo-url-with-password"]
-    assert "llm_host_pull_repo_url" in failure.message and "hunter2-pw" not in failure.message
-    logs = [p for p in result.artifact_dir.rglob("*") if p.is_file() and p.name != "inventory"]
-    assert not [p for p in logs if "hunter2-pw" in p.read_text(errors="replace")]
+    assert not [p for p in logs if secret in p.read_text(errors="replace")]
 
 
 def test_the_docs_table_lists_every_case() -> None:
