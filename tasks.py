@@ -240,7 +240,8 @@ def test(c: Context, scenario: list[str] | None = None, lint: bool = True, unit:
         return
     # The images the scenarios name (bookworm; molecule/workstation's second host also trixie).
     with cli.stage("testbed", console):
-        testbed.prepare(PROJECT.root, suites=testbed.scenario_suites(PROJECT.root, scenarios), log=console.print)
+        testbed.prepare(PROJECT.root, suites=testbed.scenario_suites(PROJECT.root, scenarios), log=console.print,
+                        networks=testbed.scenario_networks(PROJECT.root, scenarios))
     env = testbed.test_env(PROJECT.root)
     steps = [(f"molecule {name}", [cli.venv_tool("molecule"), "test", "-s", name])
              for name in lanes.heaviest_first(scenarios, _HEAVY_SCENARIOS)]

@@ -164,3 +164,21 @@ def test_each_molecule_config_survives_molecules_interpolation(config: str) -> N
     text = (ROOT / config).read_text()
     interpolated = Interpolator(TemplateWithDefaults, {})
     assert yaml.safe_load(interpolated.interpolate(text)) is not None
+
+
+def test_scenario_networks_are_the_extra_opts_networks(tmp_path: Path) -> None:
+    """Networks a platform joins with --network= in extra_opts are the test bed's (internal) ones; the
+    driver's own `network:` key is not, and a name two scenarios share is made once."""
+    for name, body in {
+        "one": "platforms:\n  - name: a\n    extra_opts: ['--hostname=a', '--network=inner']\n"
+               "  - name: b\n    network: outer\n",
+        "two": "platforms:\n  - name: c\n    extra_opts: ['--network=inner']\n  - name: d\n    extra_opts: ['--network=other']\n",
+        "none": "scenario: {}\n",
+    }.items():
+        (tmp_path / "molecule" / name).mkdir(parents=True)
+        (tmp_path / "molecule" / name / "molecule.yml").write_text(body)
+    assert testbed.scenario_networks(tmp_path, ["one"]) == ["inner"]
+    assert testbed.scenario_networks(tmp_path, ["one", "two", "none"]) == ["inner", "other"]
+    assert testbed.scenario_networks(tmp_path, ["none"]) == []
+    # The project's own: the fleet scenario's network has no route out.
+    assert testbed.scenario_networks(Path(__file__).resolve().parents[1], ["fleet"]) == ["llmfleet-fleet"]

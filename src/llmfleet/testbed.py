@@ -269,15 +269,50 @@ def scenario_suites(project_root: Path, scenarios: Iterable[str]) -> list[str]:
     return found
 
 
+def scenario_networks(project_root: Path, scenarios: Iterable[str]) -> list[str]:
+    """The networks the scenarios' platforms join with `--network=<name>` in their extra_opts: networks
+    with no route out (ensure_internal_network), which the test bed makes and keeps. (A platform's
+    `network:` key is the podman driver's own network, which it makes and deletes with a route out.)"""
+    import yaml  # a dependency of molecule and ansible, present wherever scenarios run
+
+    found: list[str] = []
+    for name in scenarios:
+        config = project_root / "molecule" / name / "molecule.yml"
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        for platform in (data or {}).get("platforms") or []:
+            for option in platform.get("extra_opts") or []:
+                if str(option).startswith("--network=") and str(option)[10:] not in found:
+                    found.append(str(option)[10:])
+    return found
+
+
+def ensure_internal_network(name: str, log: Log = print) -> None:
+    """A podman network with no route out (`--internal`: no default route in its containers, no NAT;
+    the test host keeps its address on the bridge, so it still reaches them over SSH). A network of
+    that name with a route out is replaced (it fails while containers are attached to it)."""
+    proc = subprocess.run(["podman", "network", "inspect", name], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        if all(network.get("internal") for network in json.loads(proc.stdout)):
+            return
+        log(f"network {name} has a route out: making it again without one")
+        _run(["podman", "network", "rm", name])
+    _run(["podman", "network", "create", "--internal", name])
+    log(f"network {name}: created, with no route out")
+
+
 def prepare(project_root: Path, suites: Iterable[str] = ("bookworm",), force: bool = False,
-            log: Log = print) -> list[str]:
-    """Everything `molecule test` needs: host packages, cache directories, pip settings, images."""
+            log: Log = print, networks: Iterable[str] = ()) -> list[str]:
+    """Everything `molecule test` needs: host packages, cache directories, pip settings, images, and
+    the internal networks the scenarios name."""
     ensure_host_packages(log)
     for path in cache_dirs(project_root).values():
         path.mkdir(parents=True, exist_ok=True)
     settings = stage_host_pip(host_pip_settings(), cache_dirs(project_root)["host-pip"])
     log(f"host pip settings for the containers: {', '.join(sorted(settings)) or 'none'}")
-    return [build_image(project_root, suite, force=force, log=log) for suite in suites]
+    images = [build_image(project_root, suite, force=force, log=log) for suite in suites]
+    for network in networks:
+        ensure_internal_network(network, log)
+    return images
 
 
 @contextmanager
