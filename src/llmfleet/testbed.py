@@ -70,7 +70,10 @@ def cache_dirs(project_root: Path) -> dict[str, Path]:
     return {"pip": base / "pip", "uv": base / "uv", "apt": base / "apt", "debootstrap": base / "debootstrap",
             "host-pip": base / "host-pip",
             # npm prefix for the Continue CLI the fleet scenario runs on a laptop (mounted read-only).
-            "continue-cli": base / "continue-cli"}
+            "continue-cli": base / "continue-cli",
+            # The fleet's team mirror (an `invoke bundle` and an apt repository), which its prepare.yml
+            # writes and its mirror container serves (read-only).
+            "fleet-mirror": base / "fleet-mirror"}
 
 
 def test_env(project_root: Path) -> dict[str, str]:
