@@ -93,14 +93,13 @@ def _strings(host: str, name: str, value: Any) -> list[str]:
     """A list of requirement strings from the inventory, refused when not one or still templated."""
     if value is None or value == "":
         return []
-    if isinstance(value, str) and "{{" not in value:
-        value = [value] if name.endswith("_version") else value
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise PythonBundleError(f"{host}: {name} must be a list of requirement strings (got {value!r})")
-    for item in value:
-        if "{{" in item:
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for item in texts:
+        if isinstance(item, str) and "{{" in item:
             raise PythonBundleError(f"{host}: {name} is templated ({item!r}); the bundle reads the inventory "
                                     "without Ansible's templating, so write the value itself")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PythonBundleError(f"{host}: {name} must be a list of requirement strings (got {value!r})")
     return [item.strip() for item in value if item.strip()]
 
 
