@@ -247,7 +247,10 @@ def resolve(component: Component, version: str, folder: Path, settings: Mapping[
     if previous is not None and previous.is_file():
         shutil.copyfile(previous, lock)
     argv = [cli.venv_tool("uv"), "pip", "compile", "--quiet", "--no-config", "--generate-hashes", "--no-header",
-            "--python-version", version, "--only-binary", ":all:", *uv_index_args(settings),
+            # The controller's interpreter, resolving for another version: uv would otherwise look for
+            # (and try to download) an interpreter of that version.
+            "--python", sys.executable, "--no-python-downloads", "--python-version", version,
+            "--only-binary", ":all:", *uv_index_args(settings),
             "--constraints", f"{component.name}.constraints.txt", "--overrides", f"{component.name}.overrides.txt",
             "--output-file", lock.name, f"{component.name}.in"]
     done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False, env=_environment(settings))
@@ -289,42 +292,50 @@ def _supported(version: str) -> set[tags.Tag]:
     return set(tags.cpython_tags(python, platforms=platforms)) | set(tags.compatible_tags(python, platforms=platforms))
 
 
-def download(locks: Mapping[str, Path], files: Path, sha256: Callable[[Path], str],
+def download(version: str, locks: Iterable[Path], files: Path, sha256: Callable[[Path], str],
              log: Callable[[str], None] = print) -> tuple[list[str], list[str]]:
-    """Fetch what each lock (by Python version) names into `files`, keeping what is there; (fetched, kept)."""
+    """Fetch what the locks of one Python version name into `files`, keeping what is there; the file
+    names (fetched, kept)."""
     files.mkdir(parents=True, exist_ok=True)
-    fetched: list[str] = []
+    supported = _supported(version)
+    present: dict[tuple[str, str], list[Path]] = {}
+    for path in files.iterdir():
+        if path.suffix == ".whl":
+            name, wheel_version, _, wheel_tags = parse_wheel_filename(path.name)
+            if wheel_tags & supported:
+                present.setdefault((str(name), str(wheel_version)), []).append(path)
     kept: list[str] = []
-    for version, lock in locks.items():
-        supported = _supported(version)
-        present: dict[tuple[str, str], list[Path]] = {}
-        for path in files.iterdir():
-            if path.suffix == ".whl":
-                name, wheel_version, _, wheel_tags = parse_wheel_filename(path.name)
-                if wheel_tags & supported:
-                    present.setdefault((str(name), str(wheel_version)), []).append(path)
-        missing = []
+    # One pip run per batch of distinct names: the components' locks may pin one package differently.
+    batches: list[dict[str, _Entry]] = []
+    seen: set[tuple[str, str]] = set()
+    for lock in locks:
         for entry in read_lock(lock):
+            if (entry.name, entry.version) in seen:
+                continue
+            seen.add((entry.name, entry.version))
             have = [p for p in present.get((entry.name, entry.version), []) if sha256(p) in entry.hashes]
             if have:
-                kept.extend(p.name for p in have[:1] if p.name not in kept)
-            else:
-                missing.append(entry)
-        if not missing:
-            continue
-        before = {p.name: p.stat().st_mtime_ns for p in files.iterdir()}
+                kept.append(have[0].name)
+                continue
+            batch = next((b for b in batches if entry.name not in b), None)
+            if batch is None:
+                batch = {}
+                batches.append(batch)
+            batch[entry.name] = entry
+    before = {p.name: p.stat().st_mtime_ns for p in files.iterdir()}
+    for batch in batches:
+        log(f"Python {version}: downloading {len(batch)} distributions")
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="llmfleet-bundle-") as wanted:
-            wanted.write("".join(f"{entry.line}\n" for entry in missing))
+            wanted.write("".join(f"{entry.line}\n" for entry in batch.values()))
             wanted.flush()
             argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--only-binary=:all:",
                     "--python-version", version, "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
                     "-r", wanted.name, "-d", str(files)]
-            log(f"Python {version}: downloading {len(missing)} of {lock.name}")
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise PythonBundleError(f"pip could not download what {lock.name} names:\n{_tail(done.stderr)}")
-        fetched += sorted(p.name for p in files.iterdir()
-                          if p.name not in before or p.stat().st_mtime_ns != before[p.name])
+            raise PythonBundleError(f"pip could not download the locks' wheels for Python {version}:\n"
+                                    f"{_tail(done.stderr)}")
+    fetched = sorted(p.name for p in files.iterdir() if p.name not in before or p.stat().st_mtime_ns != before[p.name])
     return fetched, kept
 
 
@@ -395,9 +406,10 @@ def build(out: Path, wanted: list[Component], versions: Iterable[str], sha256: C
         requirements.mkdir(parents=True, exist_ok=True)
         for staged in Path(staging).iterdir():
             shutil.copyfile(staged, requirements / staged.name)
-    for version, name in locks:
-        fetched, kept = download({version: requirements / name}, python / "files", sha256, log)
-        outcome.fetched += [f"python/files/{file}" for file in fetched]
+    for version in checked:
+        fetched, kept = download(version, [requirements / name for v, name in locks if v == version],
+                                 python / "files", sha256, log)
+        outcome.fetched += [f"python/files/{file}" for file in fetched if f"python/files/{file}" not in outcome.fetched]
         outcome.kept += [f"python/files/{file}" for file in kept if f"python/files/{file}" not in outcome.kept]
     outcome.kept = [k for k in outcome.kept if k not in outcome.fetched]
     if (python / "files").is_dir():
