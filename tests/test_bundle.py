@@ -371,3 +371,25 @@ def test_a_python_version_not_x_y_is_refused(tmp_path: Path, version: str) -> No
     with pytest.raises(bundle.BundleError, match="is not a Python 3 minor version X.Y"):
         bundle.build(ROOT, tmp_path / "bundle", plan, python_versions=[version])
     assert not (tmp_path / "bundle").exists()
+
+
+def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, Counter[str]], pyindex: Path,
+                                                     tmp_path: Path) -> None:
+    url, _, _ = upstream
+    hosts = json.loads(json.dumps(_HOSTS))
+    hosts["all"]["vars"].update({"ollama_version": "0.32.15", "ollama_models": []})
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(yaml.safe_dump(hosts))
+    out = tmp_path / "bundle"
+    logs: list[list[str]] = [[], []]
+    for lines in logs:
+        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", log=lines.append)
+
+    # The release's archive and sha256sum.txt, and the eight wheels; then nothing.
+    assert any(line.startswith("fetched 10 files (0 models copied), kept 0 files") for line in logs[0])
+    assert any(line.startswith("Python: fetched 8 wheels, kept 0 already there") for line in logs[0])
+    assert any(line.startswith("fetched 0 files (0 models copied), kept 10 files") for line in logs[1])
+    assert any(line.startswith("Python: fetched 0 wheels, kept 8 already there") for line in logs[1])
+    without = bundle.make(ROOT, inventory=str(inventory), out=str(tmp_path / "no-python"),
+                          releases_from=f"{url}/releases", python=False, log=lambda _: None)
+    assert without.python_fetched == [] and not (tmp_path / "no-python/python").exists()

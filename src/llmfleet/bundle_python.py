@@ -2,7 +2,7 @@
 
 Layout under the bundle (a static web server, or `file://`, serves it as it is):
 
-    python/files/<wheel>                           every wheel of every lock
+    python/files/<wheel>                           every wheel of every lock (a later run removes none)
     python/simple/index.html, <name>/index.html    links ../../files/<wheel>#sha256=<hex>
     python/requirements/<component>.in (+ .constraints.txt, .overrides.txt)   what was asked
     python/requirements/<component>-py<X.Y>.txt    the lock: every distribution pinned, with hashes
