@@ -151,22 +151,27 @@ _UPSTREAM: dict[str, list[tuple[str, list[str]]]] = {
 }
 
 
-def _wheel(folder: Path, name: str, version: str, requires: Iterable[str] = ()) -> Path:
-    """A pure-Python wheel with one empty module and its metadata, the same bytes every time."""
+_NATIVE_TAGS = ("cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-manylinux_2_28_aarch64",
+                "cp311-cp311-macosx_11_0_arm64")
+
+
+def _wheel(folder: Path, name: str, version: str, requires: Iterable[str] = (), tag: str = "py3-none-any") -> Path:
+    """A wheel with one empty module and its metadata, the same bytes every time (pure Python unless
+    `tag` names a platform)."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     members = {
         f"{dist}/__init__.py": "",
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
                             + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: llmfleet-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: llmfleet-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
     }
     record = "".join(
         f"{path},sha256={hashlib.sha256(text.encode()).hexdigest()},{len(text.encode())}\n"
         for path, text in members.items()) + f"{info}/RECORD,,\n"
     members[f"{info}/RECORD"] = record
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dist}-{version}-py3-none-any.whl"
+    path = folder / f"{dist}-{version}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as archive:
         for member, text in members.items():
             archive.writestr(zipfile.ZipInfo(member, (1980, 1, 1, 0, 0, 0)), text)
@@ -187,6 +192,14 @@ def pyindex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (upstream / "simple" / name).mkdir(parents=True)
         (upstream / "simple" / name / "index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
     _wheel(tmp_path / "flat", "uv", "0.0.1")
+    # A package built for three platforms, CPython 3.11 only.
+    links = []
+    for tag in _NATIVE_TAGS:
+        wheel = _wheel(upstream / "files", "tw-native", "1.0", tag=tag)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        links.append(f'<a href="../../files/{wheel.name}#sha256={digest}">{wheel.name}</a>')
+    (upstream / "simple/tw-native").mkdir()
+    (upstream / "simple/tw-native/index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
     config = tmp_path / "pip.conf"
     config.write_text(f"[global]\nindex-url = {(upstream / 'simple').as_uri()}\nfind-links = {tmp_path / 'flat'}\n"
                       "extra-index-url =\nconstraint =\n")
@@ -393,3 +406,29 @@ def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, 
     without = bundle.make(ROOT, inventory=str(inventory), out=str(tmp_path / "no-python"),
                           releases_from=f"{url}/releases", python=False, log=lambda _: None)
     assert without.python_fetched == [] and not (tmp_path / "no-python/python").exists()
+
+
+def test_wheels_for_other_platforms_each_with_its_lock(pyindex: Path, tmp_path: Path) -> None:
+    plan = bundle.Plan(python=[bundle.bundle_python.Component("vllm", ["tw-native==1.0"])])
+    out = tmp_path / "bundle"
+    platforms = ["aarch64-manylinux_2_28", "aarch64-apple-darwin"]
+
+    first = bundle.build(ROOT, out, plan, python_versions=["3.11"], python_platforms=platforms, log=lambda _: None)
+    second = bundle.build(ROOT, out, plan, python_versions=["3.11"], python_platforms=platforms, log=lambda _: None)
+
+    assert sorted(p.name for p in (out / "python/requirements").glob("vllm-py*.txt")) == [
+        "vllm-py3.11-aarch64-apple-darwin.txt", "vllm-py3.11-aarch64-manylinux_2_28.txt"]
+    # The aarch64 Linux and the macOS wheel, not the x86_64 one.
+    assert sorted(first.python_fetched) == ["python/files/tw_native-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+                                            "python/files/tw_native-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
+    assert second.python_fetched == [] and sorted(second.python_kept) == sorted(first.python_fetched)
+    page = (out / "python/simple/tw-native/index.html").read_text()
+    assert page.count("<a href") == 2
+
+
+@pytest.mark.parametrize("platform", ["linux", "x86_64-manylinux_2_99", "x86_64-apple-darwin", "win_amd64"])
+def test_a_platform_the_bundle_does_not_know_is_refused(tmp_path: Path, platform: str) -> None:
+    plan = bundle.Plan(python=[bundle.bundle_python.Component("uv", ["uv==0.0.1"])])
+    with pytest.raises(bundle.BundleError, match=f"--python-platform '{platform}' is not one the bundle knows"):
+        bundle.build(ROOT, tmp_path / "bundle", plan, python_platforms=[platform])
+    assert not (tmp_path / "bundle").exists()

@@ -247,16 +247,20 @@ def build(
     vsix_from: str = "",
     arches: Iterable[str] = ("amd64",),
     python_versions: Iterable[str] | None = None,
+    python_platforms: Iterable[str] = (),
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Fill `out` with what `plan_` names; returns what was fetched and what was already there.
 
-    Python packages (plan_.python) for each of `python_versions` (default the controller's X.Y) come
-    first: a version or a requirement that does not work stops the run before anything is fetched.
+    Python packages (plan_.python) for each of `python_versions` (default the controller's X.Y) and
+    `python_platforms` (default the controller's) come first: a version, platform or requirement that
+    does not work stops the run before anything is fetched.
     """
     versions = list(python_versions or [bundle_python.controller_version()])
+    platforms = list(python_platforms) or [""]
     try:
         bundle_python.check_versions(versions)
+        bundle_python.check_platforms(platforms)
     except bundle_python.PythonBundleError as error:
         raise BundleError(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +268,7 @@ def build(
     python_locks: dict[str, dict[str, str]] = {}
     if plan_.python:
         try:
-            done = bundle_python.build(out, plan_.python, versions, sha256_file, log=log)
+            done = bundle_python.build(out, plan_.python, versions, sha256_file, log=log, platforms=platforms)
         except bundle_python.PythonBundleError as error:
             raise BundleError(str(error)) from error
         outcome.python_fetched, outcome.python_kept, python_locks = done.fetched, done.kept, done.locks
@@ -319,12 +323,14 @@ def make(
     arches: Iterable[str] = ("amd64",),
     python: bool = True,
     python_versions: Iterable[str] = (),
+    python_platforms: Iterable[str] = (),
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
     versions = list(python_versions) or [bundle_python.controller_version()]
     try:
         bundle_python.check_versions(versions)
+        bundle_python.check_platforms(python_platforms)
     except bundle_python.PythonBundleError as error:
         raise BundleError(str(error)) from error
     hostvars = read_inventory(inventory, vault_password_file)
@@ -341,10 +347,12 @@ def make(
         raise BundleError("the inventory's continue_vscode_extension_vsix is on the mirror this bundle is for: "
                           "give --vsix-from, the VSIX file or its download URL")
     outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
-                    vsix_from=vsix_from, arches=arches, python_versions=versions, log=log)
+                    vsix_from=vsix_from, arches=arches, python_versions=versions, python_platforms=python_platforms,
+                    log=log)
     log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
         f"VSIX {', '.join(wanted.vsix) or 'none'}; Python "
-        + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}" if wanted.python else "none"))
+        + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}"
+           + (f" on {', '.join(python_platforms)}" if python_platforms else "") if wanted.python else "none"))
     log(f"fetched {len(outcome.fetched)} files ({len(outcome.models_copied)} models copied), "
         f"kept {len(outcome.kept)} files and {len(outcome.models_kept)} models already there; "
         f"manifest: {Path(out) / 'bundle.json'}, {Path(out) / 'SHA256SUMS'}")

@@ -5,7 +5,7 @@ Layout under the bundle (a static web server, or `file://`, serves it as it is):
     python/files/<wheel>                           every wheel of every lock (a later run removes none)
     python/simple/index.html, <name>/index.html    links ../../files/<wheel>#sha256=<hex>
     python/requirements/<component>.in (+ .constraints.txt, .overrides.txt)   what was asked
-    python/requirements/<component>-py<X.Y>.txt    the lock: every distribution pinned, with hashes
+    python/requirements/<component>-py<X.Y>[-<platform>].txt   the lock: every distribution pinned, with hashes
 
 The inventory's `llm_host_python_index_url` pointed at `<mirror>/python/simple` makes the hosts install
 from it alone, so each component's lock is its whole closure. The components, per host (its kind from
@@ -29,9 +29,10 @@ uv's default), wheels only: an offline host builds nothing, and the mirror holds
 `pip download --no-deps --require-hashes` then fetches what the lock names and the directory does
 not hold yet (a wheel whose sha256 is in its lock and whose tags fit the target is kept).
 
-Python versions: one lock per `--python-version` (default the controller's). The wheels are those of
-the controller's platform (this fleet's hosts are Linux x86_64, as its controller); hosts on Debian 12
-run 3.11, hosts whose llmfleet virtualenvs use the managed CPython (llm_host_python_version) its X.Y.
+Python versions and platforms: one lock per `--python-version` (default the controller's X.Y) and
+`--python-platform` (default the controller's platform; else uv's name of a manylinux glibc level or
+aarch64-apple-darwin, which is resolved for macOS 13 and later). Hosts on Debian 12 run 3.11, hosts
+whose llmfleet virtualenvs use the managed CPython (llm_host_python_version) its X.Y.
 Torch backends (`open_webui_torch_backend`, `vllm_torch_backend`) name PyTorch's own index, which an
 offline fleet does not have: such a fleet sets them "off" / "" and pins torch in the constraints.
 """
@@ -197,6 +198,43 @@ def check_versions(versions: Iterable[str]) -> list[str]:
     return checked
 
 
+# The targets --python-platform takes: uv's names for manylinux and Apple Silicon (the host types'
+# systems), each with the wheel platform tags pip and the keep check accept for it.
+_MANYLINUX = re.compile(r"^(x86_64|aarch64)-manylinux_2_(17|28|3[1-9]|40)$")
+_MACOS_TARGET = (13, 0)
+
+
+def check_platforms(platforms: Iterable[str]) -> list[str]:
+    """The platforms ('' is the controller's own), or PythonBundleError naming one it does not know."""
+    checked = []
+    for platform in platforms:
+        if platform and not (_MANYLINUX.match(platform) or platform == "aarch64-apple-darwin"):
+            raise PythonBundleError(f"--python-platform {platform!r} is not one the bundle knows: "
+                                    "x86_64-manylinux_2_<N> or aarch64-manylinux_2_<N> (N: 17, 28, 31 to 40, the "
+                                    "hosts' glibc), or aarch64-apple-darwin (macOS 13 and later)")
+        if platform not in checked:
+            checked.append(platform)
+    return checked
+
+
+def platform_tags(platform: str) -> list[str]:
+    """Wheel platform tags a host of `platform` installs, best first ('': the controller's)."""
+    if not platform:
+        return list(tags.platform_tags())
+    linux = _MANYLINUX.match(platform)
+    if linux:
+        arch, glibc = linux.group(1), int(linux.group(2))
+        names = [f"manylinux_2_{n}_{arch}" for n in range(glibc, 16, -1)] + [f"manylinux2014_{arch}"]
+        if arch == "x86_64":
+            names += ["manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
+        return names
+    return list(tags.mac_platforms(_MACOS_TARGET, "arm64"))
+
+
+def lock_name(component: str, version: str, platform: str) -> str:
+    return f"{component}-py{version}{'-' + platform if platform else ''}.txt"
+
+
 def controller_version() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -231,7 +269,7 @@ def _environment(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def resolve(component: Component, version: str, folder: Path, settings: Mapping[str, str],
-            previous: Path | None = None) -> Path:
+            previous: Path | None = None, platform: str = "") -> Path:
     """Write the component's inputs and its lock for one Python version into `folder`; the lock's path.
 
     `previous`, an earlier lock of the same name, is uv's preference: a second run keeps its versions
@@ -243,19 +281,24 @@ def resolve(component: Component, version: str, folder: Path, settings: Mapping[
               f"{component.name}.overrides.txt": component.overrides}
     for name, lines in inputs.items():
         (folder / name).write_text("".join(f"{line}\n" for line in lines))
-    lock = folder / f"{component.name}-py{version}.txt"
+    lock = folder / lock_name(component.name, version, platform)
     if previous is not None and previous.is_file():
         shutil.copyfile(previous, lock)
     argv = [cli.venv_tool("uv"), "pip", "compile", "--quiet", "--no-config", "--generate-hashes", "--no-header",
             # The controller's interpreter, resolving for another version: uv would otherwise look for
             # (and try to download) an interpreter of that version.
             "--python", sys.executable, "--no-python-downloads", "--python-version", version,
-            "--only-binary", ":all:", *uv_index_args(settings),
+            "--only-binary", ":all:", *(["--python-platform", platform] if platform else []),
+            *uv_index_args(settings),
             "--constraints", f"{component.name}.constraints.txt", "--overrides", f"{component.name}.overrides.txt",
             "--output-file", lock.name, f"{component.name}.in"]
-    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False, env=_environment(settings))
+    env = _environment(settings)
+    if platform.endswith("-apple-darwin"):
+        env["MACOSX_DEPLOYMENT_TARGET"] = ".".join(map(str, _MACOS_TARGET))
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
-        raise PythonBundleError(f"{component.name} for Python {version} does not resolve from the controller's "
+        where = f"Python {version}" + (f" on {platform}" if platform else "")
+        raise PythonBundleError(f"{component.name} for {where} does not resolve from the controller's "
                                 f"package indexes:\n{_tail(done.stderr)}")
     return lock
 
@@ -285,19 +328,19 @@ def read_lock(lock: Path) -> list[_Entry]:
     return entries
 
 
-def _supported(version: str) -> set[tags.Tag]:
-    """The wheel tags a CPython X.Y on the controller's platform installs."""
+def _supported(version: str, platform: str = "") -> set[tags.Tag]:
+    """The wheel tags a CPython X.Y on `platform` ('': the controller's) installs."""
     python = tuple(int(part) for part in version.split("."))
-    platforms = list(tags.platform_tags())
+    platforms = platform_tags(platform)
     return set(tags.cpython_tags(python, platforms=platforms)) | set(tags.compatible_tags(python, platforms=platforms))
 
 
 def download(version: str, locks: Iterable[Path], files: Path, sha256: Callable[[Path], str],
-             log: Callable[[str], None] = print) -> tuple[list[str], list[str]]:
+             log: Callable[[str], None] = print, platform: str = "") -> tuple[list[str], list[str]]:
     """Fetch what the locks of one Python version name into `files`, keeping what is there; the file
     names (fetched, kept)."""
     files.mkdir(parents=True, exist_ok=True)
-    supported = _supported(version)
+    supported = _supported(version, platform)
     present: dict[tuple[str, str], list[Path]] = {}
     for path in files.iterdir():
         if path.suffix == ".whl":
@@ -324,12 +367,13 @@ def download(version: str, locks: Iterable[Path], files: Path, sha256: Callable[
             batch[entry.name] = entry
     before = {p.name: p.stat().st_mtime_ns for p in files.iterdir()}
     for batch in batches:
-        log(f"Python {version}: downloading {len(batch)} distributions")
+        log(f"Python {version}{' ' + platform if platform else ''}: downloading {len(batch)} distributions")
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="llmfleet-bundle-") as wanted:
             wanted.write("".join(f"{entry.line}\n" for entry in batch.values()))
             wanted.flush()
             argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--only-binary=:all:",
                     "--python-version", version, "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+                    *[f"--platform={tag}" for tag in (platform_tags(platform) if platform else [])],
                     "-r", wanted.name, "-d", str(files)]
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -386,9 +430,12 @@ class PythonOutcome:
 
 
 def build(out: Path, wanted: list[Component], versions: Iterable[str], sha256: Callable[[Path], str],
-          settings: Mapping[str, str] | None = None, log: Callable[[str], None] = print) -> PythonOutcome:
-    """Resolve every component for every version, fetch the missing wheels, write the index."""
-    checked = check_versions(versions)
+          settings: Mapping[str, str] | None = None, log: Callable[[str], None] = print,
+          platforms: Iterable[str] = ("",)) -> PythonOutcome:
+    """Resolve every component for every version and platform ('': the controller's), fetch the
+    missing wheels, write the index."""
+    targets = [(version, platform) for version in check_versions(versions)
+               for platform in check_platforms(platforms or ("",))]
     settings = host_pip_settings() if settings is None else settings
     python = out / "python"
     requirements = python / "requirements"
@@ -396,19 +443,20 @@ def build(out: Path, wanted: list[Component], versions: Iterable[str], sha256: C
     # Everything resolves (in a staging directory) before anything is written or downloaded: a
     # requirement that does not resolve stops the run with the bundle as it was.
     with tempfile.TemporaryDirectory(prefix="llmfleet-bundle-locks-") as staging:
-        locks: list[tuple[str, str]] = []
+        locks: list[tuple[str, str, str]] = []
         for component in wanted:
-            for version in checked:
-                lock = resolve(component, version, Path(staging), settings,
-                               requirements / f"{component.name}-py{version}.txt")
-                locks.append((version, lock.name))
-                outcome.locks.setdefault(component.name, {})[version] = f"python/requirements/{lock.name}"
+            for version, platform in targets:
+                name = lock_name(component.name, version, platform)
+                lock = resolve(component, version, Path(staging), settings, requirements / name, platform)
+                locks.append((version, platform, lock.name))
+                key = f"{version} {platform}" if platform else version
+                outcome.locks.setdefault(component.name, {})[key] = f"python/requirements/{lock.name}"
         requirements.mkdir(parents=True, exist_ok=True)
         for staged in Path(staging).iterdir():
             shutil.copyfile(staged, requirements / staged.name)
-    for version in checked:
-        fetched, kept = download(version, [requirements / name for v, name in locks if v == version],
-                                 python / "files", sha256, log)
+    for version, platform in targets:
+        fetched, kept = download(version, [requirements / n for v, p, n in locks if (v, p) == (version, platform)],
+                                 python / "files", sha256, log, platform)
         outcome.fetched += [f"python/files/{file}" for file in fetched if f"python/files/{file}" not in outcome.fetched]
         outcome.kept += [f"python/files/{file}" for file in kept if f"python/files/{file}" not in outcome.kept]
     outcome.kept = [k for k in outcome.kept if k not in outcome.fetched]
