@@ -626,7 +626,11 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
                                   {"name": "Local", "provider": "ollama", "model": "qwen2.5-coder:1.5b"}]}
     # issue 23: an offline laptop whose models are on the team's mirror.
     offline = {"llm_host_offline": True, "ollama_models_mirror": OLLAMA_MIRROR, "ollama_models_from_clients": False,
-               "ollama_models": ["qwen2.5-coder:1.5b"]}
+               "ollama_models": ["qwen2.5-coder:1.5b"],
+               # ... which takes its packages from the mirror too (a flat apt repository, a package index).
+               "llm_host_apt_repository": "deb [trusted=yes] http://mirror.internal:8765/apt ./",
+               "llm_host_python_index_url": "http://mirror.internal:8765/python/simple"}
+    server["llm_host_apt_repository"] = "deb http://mirror.internal/debian bookworm main"
     inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
                                                     "alice-laptop": ("dev_laptops", laptop),
                                                     "offline-laptop": ("dev_laptops", offline),
