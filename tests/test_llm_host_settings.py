@@ -71,3 +71,38 @@ def test_every_key_open_webui_writes_from_its_variables_has_an_owner() -> None:
     assert set(owners) - written == {"HOST", "PORT"} and re.search(r"--host .*--port", unit)
     # Telemetry switches stay the inventory's to turn back on.
     assert not set(data["_open_webui_telemetry_off"]) & set(owners)
+
+
+def _llm_host_var(name: str, **extra: object) -> object:
+    """A variable of llm_host's vars/main.yml as Ansible renders it, with its defaults and `extra`."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    bindir = Path(sys.executable).parent
+    done = subprocess.run(
+        [str(bindir / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", "ansible.builtin.debug",
+         "-a", f"var={name}", "-e", f"@{ROOT}/roles/llm_host/defaults/main.yml",
+         "-e", f"@{ROOT}/roles/llm_host/vars/main.yml", "-e", json.dumps(extra)],
+        cwd=ROOT, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                       "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
+        capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"][name]
+
+
+def test_the_python_index_takes_over_every_install_and_trusts_only_a_plain_http_host() -> None:
+    assert _llm_host_var("_llm_host_python_index_environment") == {}
+    common = {"PIP_CONFIG_FILE": "/dev/null", "UV_NO_CONFIG": "1", "UV_SYSTEM_CERTS": "true"}
+    url = "http://mirror.lan:8765/python/simple"
+    assert _llm_host_var("_llm_host_python_index_environment", llm_host_python_index_url=url) == {
+        **common, "PIP_INDEX_URL": url, "UV_DEFAULT_INDEX": url, "PIP_TRUSTED_HOST": "mirror.lan"}
+    url = "https://mirror.lan/python/simple"
+    assert _llm_host_var("_llm_host_python_index_environment", llm_host_python_index_url=url) == {
+        **common, "PIP_INDEX_URL": url, "UV_DEFAULT_INDEX": url}
+
+
+def test_the_apt_repository_gets_an_apt_configuration_of_its_own() -> None:
+    assert _llm_host_var("_llm_host_apt_environment") == {}
+    assert _llm_host_var("_llm_host_apt_environment", llm_host_apt_repository="deb http://m/debian bookworm main") == {
+        "APT_CONFIG": "/etc/llmfleet/apt/apt.conf"}
