@@ -596,7 +596,7 @@ def test_a_build_recorded_as_checked_is_kept_and_a_changed_one_is_not(tmp_path: 
     kept.write_bytes(b"changed")
     with pytest.raises(bundle.BundleError, match="could not fetch .*--cpython-from names another source"):
         bundle.build(ROOT, out, plan, cpython_from=str(empty), log=lambda _: None)
-    assert not kept.exists()
+    assert _nothing_of(out) == []
 
 
 def test_a_build_there_without_a_record_is_checked_by_uv(tmp_path: Path) -> None:
@@ -612,7 +612,7 @@ def test_a_build_there_without_a_record_is_checked_by_uv(tmp_path: Path) -> None
                      log=lines.append)
 
     assert any(f"{build.relative} was there unchecked and uv refused it" in line for line in lines)
-    assert not there.exists() and _nothing_of(out) == ["python-builds", f"python-builds/{build.relative.split('/')[1]}"]
+    assert not there.exists() and _nothing_of(out) == []
 
 
 def test_invoke_bundle_with_a_stand_in_cpython_stops_clearly(upstream: tuple[str, Path, Counter[str]],

@@ -13,7 +13,7 @@ When they go in: by default, for every `llm_host_python_version` (the host's, el
 of every host whose kind runs Open WebUI or vLLM and whose `open_webui_python` / `vllm_python` does not
 name an interpreter. Whether such a host needs it is decided on the host, from its system Python's
 version, which the controller does not know; an air-gapped team that found out at converge time
-would have to carry the bundle in again, and a build is a few tens of MB. `--no-cpython` leaves them out.
+would have to carry the bundle in again. `--no-cpython` leaves them out.
 
 Which builds: for each version and each `--cpython-platform` (the two Linux targets llm_host installs
 a managed CPython on: x86_64-unknown-linux-gnu, the default, and aarch64-unknown-linux-gnu), the one
@@ -42,6 +42,7 @@ archive under a real build's name, which uv must refuse (tests/test_bundle.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -211,6 +212,14 @@ def verify(mirror: Path, key: str) -> None:
         raise CPythonBundleError(f"uv python install refused {key}: {said[-900:]}")
 
 
+def _remove(out: Path, path: Path) -> None:
+    """A build that is not kept, and the directories it leaves empty."""
+    path.unlink()
+    for folder in (path.parent, out / FOLDER):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 @dataclass
 class CPythonOutcome:
     fetched: list[str] = field(default_factory=list)
@@ -250,7 +259,7 @@ def build(out: Path, builds: Iterable[Build], recorded: Mapping[str, Mapping[str
                     outcome.records[wanted.relative] = {**record, "sha256": sha256(path)}
                     outcome.kept.append(wanted.relative)
                     continue
-            path.unlink()
+            _remove(out, path)
         source = wanted.source(base)
         log(f"CPython {wanted.version} {wanted.platform}: fetching {source}")
         # Staged inside the bundle (one file system, so the move is a rename), named as on the mirror,
