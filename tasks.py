@@ -150,7 +150,7 @@ def status(
 
 
 @task(
-    iterable=["model", "arch", "python_version", "python_platform"],
+    iterable=["model", "arch", "python_version", "python_platform", "cpython_platform"],
     help={
         "inventory": _HELP["inventory"],
         "vault_password_file": _HELP["vault_password_file"],
@@ -165,6 +165,12 @@ def status(
                           "3.11 for Debian 12's system Python, llm_host_python_version's X.Y for the managed one.",
         "python_platform": "Hosts' platform when not this controller's (repeatable; uv's names): "
                            "x86_64-manylinux_2_<N>, aarch64-manylinux_2_<N> (N: hosts' glibc), aarch64-apple-darwin.",
+        "cpython": "Carry the CPython builds of the hosts' llm_host_python_version, checked by uv, for "
+                   "llm_host_python_install_mirror (--no-cpython leaves them out).",
+        "cpython_platform": "Hosts' platform for the CPython builds (repeatable; default x86_64-unknown-linux-gnu; "
+                            "or aarch64-unknown-linux-gnu).",
+        "cpython_from": "A URL or directory in place of uv's download base for the CPython builds "
+                        "(<base>/<build>/<file>, e.g. the team's mirror of python-build-standalone's releases).",
     },
 )
 def bundle(
@@ -180,14 +186,18 @@ def bundle(
     python: bool = True,
     python_version: list[str] | None = None,
     python_platform: list[str] | None = None,
+    cpython: bool = True,
+    cpython_platform: list[str] | None = None,
+    cpython_from: str = "",
 ) -> None:
-    """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels) and their digests."""
+    """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels, CPython) and digests."""
     try:
         llmbundle.make(PROJECT.root, inventory=inventory or str(PROJECT.root / "inventory/local"), out=out,
                        vault_password_file=vault_password_file, releases_from=releases_from,
                        models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"],
                        python=python, python_versions=python_version or [],
-                       python_platforms=python_platform or [], log=console.print)
+                       python_platforms=python_platform or [], cpython=cpython,
+                       cpython_platforms=cpython_platform or [], cpython_from=cpython_from, log=console.print)
     except llmbundle.BundleError as error:
         raise Exit(f"bundle: {error}", code=1) from error
 

@@ -13,11 +13,14 @@ write (no network): the controller's pip configuration is a file the test names 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
+import urllib.parse
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -67,7 +70,7 @@ def test_plan_reads_every_hosts_versions_and_models(tmp_path: Path) -> None:
 
 def test_bundle_then_a_second_run_fetches_nothing(upstream: tuple[str, Path, Counter[str]], tmp_path: Path) -> None:
     url, root, hits = upstream
-    plan = bundle.plan(bundle.read_inventory(str(_inventory(tmp_path))), ROOT, python=False)
+    plan = bundle.plan(bundle.read_inventory(str(_inventory(tmp_path))), ROOT, python=False, cpython=False)
     out = tmp_path / "bundle"
 
     first = bundle.build(ROOT, out, plan, releases_from=f"{url}/releases", models_from=f"{url}/store")
@@ -226,7 +229,7 @@ _HOSTS: dict[str, Any] = {"all": {
 def _python_plan(tmp_path: Path, hosts: dict[str, Any] = _HOSTS) -> bundle.Plan:
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump(hosts))
-    wanted = bundle.plan(bundle.read_inventory(str(inventory)), ROOT)
+    wanted = bundle.plan(bundle.read_inventory(str(inventory)), ROOT, cpython=False)
     return bundle.Plan(python=wanted.python)
 
 
@@ -396,7 +399,8 @@ def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, 
     out = tmp_path / "bundle"
     logs: list[list[str]] = [[], []]
     for lines in logs:
-        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", log=lines.append)
+        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", cpython=False,
+                    log=lines.append)
 
     # The release's archive and sha256sum.txt, and the eight wheels; then nothing.
     assert any(line.startswith("fetched 10 files (0 models copied), kept 0 files") for line in logs[0])
@@ -404,8 +408,11 @@ def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, 
     assert any(line.startswith("fetched 0 files (0 models copied), kept 10 files") for line in logs[1])
     assert any(line.startswith("Python: fetched 0 wheels, kept 8 already there") for line in logs[1])
     without = bundle.make(ROOT, inventory=str(inventory), out=str(tmp_path / "no-python"),
-                          releases_from=f"{url}/releases", python=False, log=lambda _: None)
+                          releases_from=f"{url}/releases", python=False, cpython=False, log=lambda _: None)
     assert without.python_fetched == [] and not (tmp_path / "no-python/python").exists()
+    # The inventory has a team server (Open WebUI, vLLM), whose CPython --no-cpython left out.
+    assert not any(line.startswith("CPython") for line in logs[0] + logs[1])
+    assert not (out / "python-builds").exists() and json.loads((out / "bundle.json").read_text())["cpython"] == {}
 
 
 def test_wheels_for_other_platforms_each_with_its_lock(pyindex: Path, tmp_path: Path) -> None:
@@ -432,3 +439,206 @@ def test_a_platform_the_bundle_does_not_know_is_refused(tmp_path: Path, platform
     with pytest.raises(bundle.BundleError, match=f"--python-platform '{platform}' is not one the bundle knows"):
         bundle.build(ROOT, tmp_path / "bundle", plan, python_platforms=[platform])
     assert not (tmp_path / "bundle").exists()
+
+
+# --- CPython builds --------------------------------------------------------------------------------
+# No real build is on this machine and neither GitHub nor uv's download host can be reached, so a real
+# download and a real successful check by uv cannot be tested here. What is: the builds and their
+# layout as the pinned uv names them, that uv refuses a stand-in archive under a real build's name
+# (and the bundle keeps nothing of it), and that a second run keeps a build recorded as checked.
+
+cpython = bundle.bundle_cpython
+X86 = "x86_64-unknown-linux-gnu"
+ARM = "aarch64-unknown-linux-gnu"
+DEFAULT_CPYTHON = str(bundle.role_default(ROOT, "llm_host", "llm_host_python_version"))
+
+
+def _stand_in(folder: Path, build: cpython.Build) -> Path:
+    """A real .tar.gz laid out like a CPython install (python/bin/python3), under `build`'s name in
+    `folder` as a mirror holds it: not the build, so its sha256 is not the one uv has for it."""
+    path = folder / build.relative.removeprefix("python-builds/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = b"#!/bin/sh\necho not CPython\n"
+    with tarfile.open(path, "w:gz") as archive:
+        entry = tarfile.TarInfo("python/bin/python3")
+        entry.size, entry.mode = len(script), 0o755
+        archive.addfile(entry, io.BytesIO(script))
+    return path
+
+
+def _builds(*platforms: str, version: str = DEFAULT_CPYTHON) -> list[cpython.Build]:
+    return cpython.lookup({version: ["team-gpu"]}, platforms, cpython.uv_version())
+
+
+def test_each_build_is_where_uv_asks_a_mirror_for_it() -> None:
+    builds = _builds(X86, ARM)
+    assert [(b.key, b.platform) for b in builds] == [(f"cpython-{DEFAULT_CPYTHON}-linux-x86_64-gnu", X86),
+                                                     (f"cpython-{DEFAULT_CPYTHON}-linux-aarch64-gnu", ARM)]
+    for build in builds:
+        # python-build-standalone's names: the release (a date) as the directory, and in the file name
+        # after a `+`, which the URLs carry as %2B.
+        match = re.fullmatch(rf"python-builds/(\d{{8}})/cpython-{re.escape(DEFAULT_CPYTHON)}\+\1-"
+                             rf"{build.platform}-install_only_stripped\.tar\.gz", build.relative)
+        assert match, build.relative
+        assert build.url.endswith(f"/{match[1]}/cpython-{DEFAULT_CPYTHON}%2B{match[1]}-{build.platform}"
+                                  "-install_only_stripped.tar.gz")
+        # The URL uv itself asks the README's mirror for is the bundle's path, percent-encoded.
+        listed = subprocess.run(
+            [str(ROOT / ".venv/bin/uv"), "python", "list", "--no-config", "--only-downloads", "--all-platforms",
+             "--show-urls", build.key], capture_output=True, text=True, check=True,
+            env={**os.environ, "UV_PYTHON_INSTALL_MIRROR": "http://mirror.lan:8765/python-builds"}).stdout.split()
+        assert listed == [build.key, "http://mirror.lan:8765/" + urllib.parse.quote(build.relative)]
+
+
+def test_cpython_from_takes_the_place_of_uvs_download_base(tmp_path: Path) -> None:
+    build = _builds(X86)[0]
+    # Everything before /<build>/<file> is the base, as uv wrote it.
+    assert build.tail == "/".join(build.url.split("/")[-2:])
+    assert build.source() == build.url
+    assert build.source("https://mirror.team/pbs/") == f"https://mirror.team/pbs/{build.tail}"
+    assert build.source(str(tmp_path)) == f"{tmp_path.as_uri()}/{build.tail}"
+
+
+def test_a_version_uv_has_no_build_of_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    with pytest.raises(bundle.BundleError, match=r"uv \S+ has no CPython 3\.12\.99 build for x86_64-unknown-linux-gnu "
+                                                 r"\(llm_host_python_version of team-gpu\)"):
+        bundle.build(ROOT, out, bundle.Plan(cpython={"3.12.99": ["team-gpu"]}))
+    assert not out.exists()
+
+
+def test_the_hosts_that_run_open_webui_or_vllm_bring_their_cpython() -> None:
+    hostvars: dict[str, dict[str, Any]] = {
+        "gpu": {"group_names": ["gpu_servers"]},
+        "ws": {"group_names": ["workstations"], "llm_host_python_version": "3.11.18"},
+        "pinned": {"group_names": ["gpu_servers"], "open_webui_python": "/usr/bin/python3.12",
+                   "vllm_python": "/usr/bin/python3.12"},
+        "laptop": {"group_names": ["dev_laptops"]},
+        "other": {"group_names": ["mirrors"]},
+    }
+    assert bundle.plan(hostvars, ROOT, python=False).cpython == {DEFAULT_CPYTHON: ["gpu"], "3.11.18": ["ws"]}
+    assert bundle.plan(hostvars, ROOT, python=False, cpython=False).cpython == {}
+    # One of the two roles still left to choose: the host may need it.
+    hostvars["pinned"].pop("vllm_python")
+    assert bundle.plan(hostvars, ROOT, python=False).cpython[DEFAULT_CPYTHON] == ["gpu", "pinned"]
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"llm_host_python_version": "{{ py }}"}, "team-gpu: llm_host_python_version is '{{ py }}'"),
+    ({"llm_host_python_version": "3.12"}, "llm_host_python_version is '3.12'; the bundle needs a CPython release"),
+    ({"llm_host_uv_version": "0.0.1"}, "team-gpu: llm_host_uv_version is 0.0.1, this controller's uv is"),
+])
+def test_cpython_settings_the_bundle_cannot_follow_are_refused(variables: dict[str, Any], message: str) -> None:
+    with pytest.raises(bundle.BundleError, match=re.escape(message)):
+        bundle.plan({"team-gpu": {"group_names": ["gpu_servers"], **variables}}, ROOT, python=False)
+
+
+def _nothing_of(out: Path) -> list[str]:
+    """What the bundle holds of CPython builds, staged or kept."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if "python-builds" in p.parts or p.name.startswith(cpython.STAGING))
+
+
+def test_uv_refuses_a_stand_in_build_and_the_bundle_keeps_nothing_of_it(tmp_path: Path) -> None:
+    build = _builds(X86)[0]
+    source = tmp_path / "upstream"
+    _stand_in(source, build)
+    out = tmp_path / "bundle"
+
+    with pytest.raises(bundle.BundleError) as refused:
+        bundle.build(ROOT, out, bundle.Plan(cpython={DEFAULT_CPYTHON: ["team-gpu"]}), cpython_from=str(source),
+                     log=lambda _: None)
+
+    message = str(refused.value)
+    assert f"{source.as_uri()}/{build.tail} is not CPython {DEFAULT_CPYTHON} for {X86} as uv knows it" in message
+    assert f"uv python install refused {build.key}" in message and "Hash mismatch" in message
+    assert "--no-cpython" in message
+    assert _nothing_of(out) == [] and not (out / "bundle.json").exists()
+
+
+def test_the_mirror_layout_serves_the_build_over_http(tmp_path: Path) -> None:
+    """A static web server finds the build at the %2B URL uv asks for (uv then refuses the stand-in)."""
+    build = _builds(ARM)[0]
+    _stand_in(tmp_path / "upstream", build)
+    out = tmp_path / "bundle"
+    with counting_file_server(tmp_path / "upstream") as (url, hits):
+        with pytest.raises(bundle.BundleError, match=f"is not CPython {re.escape(DEFAULT_CPYTHON)} for {ARM}"):
+            bundle.build(ROOT, out, bundle.Plan(cpython={DEFAULT_CPYTHON: ["team-gpu"]}), cpython_platforms=[ARM],
+                         cpython_from=f"{url}/", log=lambda _: None)
+    assert hits == Counter({f"/{build.tail}": 1}) and "%2B" in build.tail
+    assert _nothing_of(out) == []
+
+
+def test_a_build_recorded_as_checked_is_kept_and_a_changed_one_is_not(tmp_path: Path) -> None:
+    build = _builds(X86)[0]
+    out = tmp_path / "bundle"
+    kept = _stand_in(out / "python-builds", build)
+    digest = hashlib.sha256(kept.read_bytes()).hexdigest()
+    # As an earlier run leaves it: the build uv accepted and its sha256 then.
+    (out / "bundle.json").write_text(json.dumps({"cpython": {build.relative: {"sha256": digest}}}))
+    plan = bundle.Plan(cpython={DEFAULT_CPYTHON: ["team-gpu"]})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    # Nothing is fetched (the source has nothing) and uv is not asked again (it would refuse the stand-in).
+    again = bundle.build(ROOT, out, plan, cpython_from=str(empty), log=lambda _: None)
+
+    assert again.cpython_kept == [build.relative] and again.cpython_fetched == [] and again.fetched == []
+    record = json.loads((out / "bundle.json").read_text())["cpython"][build.relative]
+    assert record == {"sha256": digest, "key": build.key, "version": DEFAULT_CPYTHON, "platform": X86,
+                      "url": build.url, "hosts": ["team-gpu"]}
+    assert json.loads((out / "bundle.json").read_text())["files"][build.relative]["sha256"] == digest
+    # --no-cpython keeps the record of what is there, unchanged.
+    bundle.build(ROOT, out, bundle.Plan(), log=lambda _: None)
+    assert json.loads((out / "bundle.json").read_text())["cpython"] == {build.relative: record}
+
+    # Changed since it was checked: not kept, fetched again (here: nothing to fetch, so the run stops).
+    kept.write_bytes(b"changed")
+    with pytest.raises(bundle.BundleError, match="could not fetch .*--cpython-from names another source"):
+        bundle.build(ROOT, out, plan, cpython_from=str(empty), log=lambda _: None)
+    assert _nothing_of(out) == []
+
+
+def test_a_build_there_without_a_record_is_checked_by_uv(tmp_path: Path) -> None:
+    build = _builds(X86)[0]
+    out = tmp_path / "bundle"
+    there = _stand_in(out / "python-builds", build)
+    source = tmp_path / "upstream"
+    _stand_in(source, build)
+    lines: list[str] = []
+
+    with pytest.raises(bundle.BundleError, match="Hash mismatch"):
+        bundle.build(ROOT, out, bundle.Plan(cpython={DEFAULT_CPYTHON: ["team-gpu"]}), cpython_from=str(source),
+                     log=lines.append)
+
+    assert any(f"{build.relative} was there unchecked and uv refused it" in line for line in lines)
+    assert not there.exists() and _nothing_of(out) == []
+
+
+def test_invoke_bundle_with_a_stand_in_cpython_stops_clearly(upstream: tuple[str, Path, Counter[str]],
+                                                             tmp_path: Path) -> None:
+    url, _, _ = upstream
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"vars": {"ollama_version": "0.32.15"}, "children": {
+        "gpu_servers": {"hosts": {"team-gpu": {}}}}}}))
+    source = tmp_path / "pbs"
+    _stand_in(source, _builds(X86)[0])
+    out = tmp_path / "bundle"
+    with pytest.raises(bundle.BundleError, match="Hash mismatch"):
+        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", python=False,
+                    cpython_from=str(source), log=lambda _: None)
+    assert _nothing_of(out) == [] and not (out / "bundle.json").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--cpython-platform", "x86_64-apple-darwin"],
+     "--cpython-platform 'x86_64-apple-darwin' is not one llm_host installs a CPython on"),
+    (["--cpython-from", "/nonexistent/pbs"], "--cpython-from /nonexistent/pbs is neither a URL nor a directory"),
+    (["--no-cpython", "--cpython-from", "http://mirror.team/pbs"], "--no-cpython leaves them out: give one"),
+])
+def test_invoke_bundles_cpython_options_are_checked_first(tmp_path: Path, options: list[str], message: str) -> None:
+    out = tmp_path / "bundle"
+    done = subprocess.run([str(ROOT / ".venv/bin/invoke"), "bundle", "--out", str(out), *options], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and message in " ".join(done.stderr.split()), done.stderr
+    assert not out.exists()

@@ -7,6 +7,7 @@ The bundle is laid out as the team's mirror serves it, so a web server pointed a
     ollama-models/manifests/..., blobs/sha256-<hex>      ollama_models_mirror
     vsix/<file>.vsix                                     continue_vscode_extension_vsix
     python/simple/, python/files/                        llm_host_python_index_url (<mirror>/python/simple)
+    python-builds/<build>/cpython-<version>+<build>-...  llm_host_python_install_mirror (<mirror>/python-builds)
     bundle.json, SHA256SUMS                              what is in it, with each file's sha256
 
 What goes in comes from the inventory (`ansible-inventory --list`, vault included): every
@@ -17,9 +18,12 @@ the VSIX from `--vsix-from` when the inventory's URL is the mirror itself;
 models are copied from `--models-from` (a models directory or a mirror of one, e.g. the team server's
 store) with the ollama role's own copy (plugins/modules/ollama_mirror.py): digests checked, each blob
 once. The Python packages every host installs (uv, Open WebUI, vLLM, the pull tools) are resolved
-per component and laid out as a package index (llmfleet/bundle_python.py says what and how).
+per component and laid out as a package index (llmfleet/bundle_python.py says what and how). The
+CPython builds of the hosts' llm_host_python_version are the ones the pinned uv names, each checked by
+uv itself before it is kept (llmfleet/bundle_cpython.py says which, from where, and why by default).
 A second run keeps what the directory already holds (a release whose sha256 matches, a model
-whose manifest is there, a wheel whose sha256 is in its lock) and fetches nothing of it again.
+whose manifest is there, a wheel whose sha256 is in its lock, a CPython build whose sha256 is the one
+recorded when uv checked it) and fetches nothing of it again.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from llmfleet import bundle_python, cli
+from llmfleet import bundle_cpython, bundle_python, cli
 
 DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
 
@@ -56,6 +60,7 @@ class Plan:
     models: list[str] = field(default_factory=list)
     vsix: list[str] = field(default_factory=list)
     python: list[bundle_python.Component] = field(default_factory=list)
+    cpython: dict[str, list[str]] = field(default_factory=dict)  # llm_host_python_version -> hosts
 
 
 @dataclass
@@ -68,6 +73,8 @@ class Outcome:
     models_kept: list[str] = field(default_factory=list)
     python_fetched: list[str] = field(default_factory=list)
     python_kept: list[str] = field(default_factory=list)
+    cpython_fetched: list[str] = field(default_factory=list)
+    cpython_kept: list[str] = field(default_factory=list)
 
 
 def _load(root: Path, relative: str, name: str) -> ModuleType:
@@ -115,9 +122,10 @@ def read_inventory(inventory: str, vault_password_file: str | None = None) -> di
 
 
 def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: Iterable[str] = (), *,
-         python: bool = True) -> Plan:
-    """The versions, models, VSIX files and (unless `python` is false) Python components the inventory's
-    hosts need (templated values are left out; a templated Python setting is refused)."""
+         python: bool = True, cpython: bool = True) -> Plan:
+    """The versions, models, VSIX files, and (unless `python` / `cpython` is false) Python components and
+    CPython versions the inventory's hosts need (templated values are left out; a templated Python
+    setting is refused)."""
     model_name = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").model_name
     result = Plan()
 
@@ -143,6 +151,11 @@ def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: It
         try:
             result.python = bundle_python.components(hostvars, root)
         except bundle_python.PythonBundleError as error:
+            raise BundleError(str(error)) from error
+    if cpython:
+        try:
+            result.cpython = bundle_cpython.versions(hostvars, root, bundle_cpython.uv_version())
+        except bundle_cpython.CPythonBundleError as error:
             raise BundleError(str(error)) from error
     return result
 
@@ -223,15 +236,18 @@ def _vsix(out: Path, urls: list[str], outcome: Outcome, source: str = "") -> Non
 
 
 def write_manifest(out: Path, plan_: Plan,
-                   python_locks: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
-    """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside)."""
+                   python_locks: Mapping[str, Mapping[str, str]] | None = None,
+                   cpython: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside); `cpython`,
+    the CPython builds uv checked, each with the sha256 it had then."""
     files = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")):
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")
+                       and not p.relative_to(out).parts[0].startswith(bundle_cpython.STAGING)):
         files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     python = {c.name: {"requirements": c.requirements, "constraints": c.constraints, "overrides": c.overrides,
                        "hosts": c.hosts, "locks": dict((python_locks or {}).get(c.name, {}))} for c in plan_.python}
     manifest = {"ollama_versions": plan_.ollama_versions, "ollama_models": plan_.models, "vsix": plan_.vsix,
-                "python": python, "files": files}
+                "python": python, "cpython": {k: dict(v) for k, v in (cpython or {}).items()}, "files": files}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     (out / "SHA256SUMS").write_text("".join(f"{v['sha256']}  {k}\n" for k, v in files.items()))
     return manifest
@@ -248,13 +264,17 @@ def build(
     arches: Iterable[str] = ("amd64",),
     python_versions: Iterable[str] | None = None,
     python_platforms: Iterable[str] = (),
+    cpython_platforms: Iterable[str] = (),
+    cpython_from: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Fill `out` with what `plan_` names; returns what was fetched and what was already there.
 
     Python packages (plan_.python) for each of `python_versions` (default the controller's X.Y) and
     `python_platforms` (default the controller's) come first: a version, platform or requirement that
-    does not work stops the run before anything is fetched.
+    does not work stops the run before anything is fetched. So does a CPython version (plan_.cpython)
+    uv has no build of for one of `cpython_platforms` (default x86_64-unknown-linux-gnu); the builds
+    come from `cpython_from` (a URL or directory in place of uv's download base) when it is given.
     """
     versions = list(python_versions or [bundle_python.controller_version()])
     platforms = list(python_platforms) or [""]
@@ -262,6 +282,11 @@ def build(
         bundle_python.check_versions(versions)
         bundle_python.check_platforms(platforms)
     except bundle_python.PythonBundleError as error:
+        raise BundleError(str(error)) from error
+    try:
+        builds = (bundle_cpython.lookup(plan_.cpython, cpython_platforms, bundle_cpython.uv_version())
+                  if plan_.cpython else [])
+    except bundle_cpython.CPythonBundleError as error:
         raise BundleError(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
@@ -274,6 +299,17 @@ def build(
         outcome.python_fetched, outcome.python_kept, python_locks = done.fetched, done.kept, done.locks
         outcome.fetched += done.fetched
         outcome.kept += done.kept
+    try:
+        cpython = bundle_cpython.build(out, builds, bundle_cpython.read_records(out), sha256_file, _fetch,
+                                       cpython_from, log)
+    except bundle_cpython.CPythonBundleError as error:
+        raise BundleError(str(error)) from error
+    except BundleError as error:
+        raise BundleError(f"{error} (a CPython build: --cpython-from names another source, --no-cpython leaves "
+                          "them out)") from error
+    outcome.cpython_fetched, outcome.cpython_kept = cpython.fetched, cpython.kept
+    outcome.fetched += cpython.fetched
+    outcome.kept += cpython.kept
     sums = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").sha256sums
     _releases(out, plan_.ollama_versions, releases_from, [f"ollama-linux-{arch}.tar.zst" for arch in arches],
               outcome, sums)
@@ -295,7 +331,7 @@ def build(
         outcome.models_kept = [m for m in plan_.models if m not in result["copied"]]
         outcome.fetched += [f"ollama-models/blobs/{d.replace(':', '-')}" for d in result["blobs"]]
     _vsix(out, plan_.vsix, outcome, vsix_from)
-    write_manifest(out, plan_, python_locks)
+    write_manifest(out, plan_, python_locks, cpython.records)
     return outcome
 
 
@@ -324,6 +360,9 @@ def make(
     python: bool = True,
     python_versions: Iterable[str] = (),
     python_platforms: Iterable[str] = (),
+    cpython: bool = True,
+    cpython_platforms: Iterable[str] = (),
+    cpython_from: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
@@ -331,12 +370,18 @@ def make(
     try:
         bundle_python.check_versions(versions)
         bundle_python.check_platforms(python_platforms)
-    except bundle_python.PythonBundleError as error:
+        cpython_platforms = bundle_cpython.check_platforms(cpython_platforms)
+    except (bundle_python.PythonBundleError, bundle_cpython.CPythonBundleError) as error:
         raise BundleError(str(error)) from error
+    if cpython_from and not cpython:
+        raise BundleError("--cpython-from names where CPython builds come from, and --no-cpython leaves them out: "
+                          "give one of the two")
+    if cpython_from and "://" not in cpython_from and not Path(cpython_from).is_dir():
+        raise BundleError(f"--cpython-from {cpython_from} is neither a URL nor a directory")
     hostvars = read_inventory(inventory, vault_password_file)
     if not hostvars:
         raise BundleError(f"{inventory} has no hosts")
-    wanted = plan(hostvars, root, models, python=python)
+    wanted = plan(hostvars, root, models, python=python, cpython=cpython)
     if not releases_from:
         bases = {str(v["ollama_download_base_url"]) for v in hostvars.values() if v.get("ollama_download_base_url")}
         releases_from = DEFAULT_RELEASES if not bases else ""
@@ -348,7 +393,7 @@ def make(
                           "give --vsix-from, the VSIX file or its download URL")
     outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
                     vsix_from=vsix_from, arches=arches, python_versions=versions, python_platforms=python_platforms,
-                    log=log)
+                    cpython_platforms=cpython_platforms, cpython_from=cpython_from, log=log)
     log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
         f"VSIX {', '.join(wanted.vsix) or 'none'}; Python "
         + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}"
@@ -359,4 +404,8 @@ def make(
     if wanted.python:
         log(f"Python: fetched {len(outcome.python_fetched)} wheels, kept {len(outcome.python_kept)} already there; "
             f"index: {Path(out) / 'python/simple'}")
+    if wanted.cpython:
+        log(f"CPython {', '.join(wanted.cpython)} for {', '.join(cpython_platforms)}: fetched "
+            f"{len(outcome.cpython_fetched)} builds, kept {len(outcome.cpython_kept)} already there; mirror: "
+            f"{Path(out) / bundle_cpython.FOLDER} (llm_host_python_install_mirror: <mirror>/{bundle_cpython.FOLDER})")
     return outcome
