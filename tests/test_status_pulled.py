@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,11 @@ def _render(pulled: dict) -> tuple[bool, str]:
 
 
 def test_good_reports_in_time_are_clean() -> None:
-    pulled = {"team-gpu": _server(_line("alice-mbp", 600), _line("bob-mbp", 5400, state="ok"),
+    pulled = {"team-gpu": _server(_line("alice-mbp", 600), _line("bob-mbp", 5400, state="ok", finished="2026-12-05T13:01:00.123456+01:00"),
                                   **{"alice-mbp": SCHEDULE, "bob-mbp": SCHEDULE})}
     assert pulled_rows(pulled) == [
-        ("alice-mbp", "2026-12-05T11:01:00+00:00", "0123456789ab", "changed", "10 min", ""),
-        ("bob-mbp", "2026-12-05T11:01:00+00:00", "0123456789ab", "ok", "90 min", ""),
+        ("alice-mbp", "2026-12-05 11:01:00Z", "0123456789ab", "changed", "10 min", ""),
+        ("bob-mbp", "2026-12-05 12:01:00Z", "0123456789ab", "ok", "90 min", ""),
     ]
     clean, text = _render(pulled)
     assert clean and "alice-mbp" in text and "10 min" in text
@@ -81,6 +82,10 @@ def test_the_newest_report_wins_across_servers_and_the_file_name_names_the_host(
     rows = {row[0]: row for row in pulled_rows(pulled)}
     assert rows["alice-mbp"][2] == "bbbbbbbbbbbb" and rows["bob-mbp"][2] == "cccccccccccc"
     assert parse_report_line("not a report") is None and parse_report_line("") is None
+    # A report without a readable time: when the server received it.
+    unreadable_time = _line("carol-mbp", 0, finished="yesterday")
+    assert pulled_rows({"gpu-1": _server(unreadable_time)})[0][1] == \
+        datetime.fromtimestamp(NOW, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def test_an_inventory_without_a_report_server_is_not_clean() -> None:

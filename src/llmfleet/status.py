@@ -218,6 +218,18 @@ def parse_report_line(line: str) -> PullReport | None:
         fetch_error=str(data.get("fetch_error") or ""), failures=failures)
 
 
+def _when(text: str, received: datetime) -> str:
+    """The run's end as the laptop reported it (ISO 8601), to the second in UTC; when it is not a
+    time, when the server received the report."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = received
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 120:
@@ -268,7 +280,7 @@ def pulled_rows(pulled: Mapping[str, Any]) -> list[tuple[str, str, str, str, str
             notes.append("not in pull mode in this inventory")
         elif age > 2 * (int(schedule.get("interval") or 0) + int(schedule.get("random_delay") or 0)):
             notes.append("overdue: no report for two intervals")
-        rows.append((host, report.finished or report.received.isoformat(timespec="seconds"),
+        rows.append((host, _when(report.finished, report.received),
                      report.commit[:12] or "-", report.state, _age(age), "; ".join(notes)))
     return rows
 
