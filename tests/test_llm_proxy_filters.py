@@ -134,19 +134,28 @@ class _Vars(dict):  # type: ignore[type-arg]
     """A host's variables as hostvars gives them: only what the inventory sets (no role defaults)."""
 
 
-def test_the_report_keys_are_those_of_the_hosts_in_pull_mode() -> None:
+def test_the_report_keys_are_those_of_the_hosts_in_pull_mode_that_report_here() -> None:
+    here = "https://team-gpu.lan/llmfleet/pull-reports"
     hostvars = {
-        "laptop-a": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-a-0123456789abcdef"),
-        "laptop-b": _Vars(llm_host_pull="true", llm_host_pull_report_key="key-b-0123456789abcdef"),
-        "laptop-c": _Vars(llm_host_pull=False, llm_host_pull_report_key="key-c-0123456789abcdef"),
-        "laptop-d": _Vars(llm_host_pull=True),
-        "laptop-e": _Vars(llm_host_pull="false", llm_host_pull_report_key="key-e-0123456789abcdef"),
+        "laptop-a": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-a-0123456789abcdef", llm_host_pull_report_url=here),
+        "laptop-b": _Vars(llm_host_pull="true", llm_host_pull_report_key="key-b-0123456789abcdef",
+                          llm_host_pull_report_url="https://10.0.0.5:443/llmfleet/pull-reports"),
+        "laptop-c": _Vars(llm_host_pull=False, llm_host_pull_report_key="key-c-0123456789abcdef", llm_host_pull_report_url=here),
+        "laptop-d": _Vars(llm_host_pull=True, llm_host_pull_report_url=here),
+        "laptop-e": _Vars(llm_host_pull="false", llm_host_pull_report_key="key-e-0123456789abcdef", llm_host_pull_report_url=here),
+        # Reports to another server: that one takes its key, this one does not.
+        "laptop-f": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-f-0123456789abcdef",
+                          llm_host_pull_report_url="https://other-gpu.lan/llmfleet/pull-reports"),
+        "laptop-g": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-g-0123456789abcdef"),
         "server": _Vars(),
     }
-    keys = proxy.pull_report_keys(hostvars, list(hostvars))
+    names = proxy.certificate_names(["TEAM-GPU.lan.", "10.0.0.5"])
+    keys = proxy.pull_report_keys(hostvars, list(hostvars), names)
     assert keys == {"laptop-a": "key-a-0123456789abcdef", "laptop-b": "key-b-0123456789abcdef"}
     assert proxy.pull_report_key_errors(keys) == []
-    assert proxy.pull_report_keys(hostvars, []) == {}
+    assert proxy.pull_report_keys(hostvars, [], names) == {}
+    assert proxy.pull_report_keys(hostvars, list(hostvars), proxy.certificate_names(["other-gpu.lan"])) == {
+        "laptop-f": "key-f-0123456789abcdef"}
 
 
 @pytest.mark.parametrize(("keys", "message"), [
@@ -211,7 +220,8 @@ def test_without_open_webui_and_vllm_only_ollama_is_served(tmp_path: Path) -> No
 def test_a_host_in_pull_mode_may_put_its_own_report_only(tmp_path: Path) -> None:
     # The inventory's one host (localhost) is in pull mode with a report key: the server's map has it.
     conf, _ = _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"],
-                      llm_host_pull=True, llm_host_pull_report_key="laptop-report-key-0123456789")
+                      llm_host_pull=True, llm_host_pull_report_key="laptop-report-key-0123456789",
+                      llm_host_pull_report_url="https://localhost/llmfleet/pull-reports")
     keys = (tmp_path / "pull-report-keys.conf").read_text()
     assert 'map $http_authorization $llmfleet_pull_host {\n    default "";' in keys
     assert '"~^Bearer laptop-report-key-0123456789$" "localhost";' in keys

@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_host_name
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder
@@ -67,19 +68,32 @@ def _enrolled(values: Mapping[str, Any]) -> bool:
     return bool(enrolled)
 
 
-def pull_report_keys(hostvars: Mapping[str, Any], hosts: Iterable[str]) -> dict[str, str]:
-    """{host: key} for each of `hosts` in pull mode (llm_host_pull) with a report key: the keys the team
-    server's report endpoint accepts, each for that host's own report only.
+def _report_host(url: Any) -> str:
+    """The host name or address a report URL names (lower case, without port or brackets), or ""."""
+    try:
+        host = urlsplit(str(url or "")).hostname or ""
+    except ValueError:
+        return ""
+    return host.rstrip(".").lower()
+
+
+def pull_report_keys(hostvars: Mapping[str, Any], hosts: Iterable[str],
+                     names: Iterable[str] | None = None) -> dict[str, str]:
+    """{host: key} for each of `hosts` in pull mode (llm_host_pull) with a report key whose report URL
+    (llm_host_pull_report_url) names this server: one of `names`, its certificate's subjectAltName
+    entries (certificate_names), the only names under which a host can reach it over verified TLS.
+    The keys the team server's report endpoint accepts, each for that host's own report only.
 
     Read from the inventory's hostvars, where the laptops get them: one place for both ends, so enrolling
     a laptop (or revoking its key) is one vault entry and a run of the laptop and the server. The
     role defaults are not in another host's hostvars: a variable a host does not set counts as unset.
     """
+    served = {entry.split(":", 1)[1].lower() for entry in names or [] if ":" in entry}
     keys: dict[str, str] = {}
     for host in hosts or []:
         values = hostvars.get(host) or {}
         key = values.get(REPORT_KEYS) or ""
-        if _enrolled(values) and key:
+        if _enrolled(values) and key and _report_host(values.get("llm_host_pull_report_url")) in served:
             keys[str(host)] = str(key)
     return keys
 
