@@ -133,6 +133,8 @@ def drift(
         "inventory": _HELP["inventory"],
         "vault_password_file": _HELP["vault_password_file"],
         "ask_become_pass": _HELP["ask_become_pass"],
+        "pulled": "Every host in pull mode: its last report to the team server (time, commit, result, age), "
+                  "read on the server; the laptops are not reached.",
     },
 )
 def status(
@@ -142,11 +144,12 @@ def status(
     inventory: str | None = None,
     vault_password_file: str | None = None,
     ask_become_pass: bool = False,
+    pulled: bool = False,
 ) -> None:
     """Per host: services, installed vs pinned versions, models present vs declared (changes nothing)."""
     _exit_with("status", lambda: cli.status(PROJECT, inventory=inventory, host=host, group=group,
                                             vault_password_file=vault_password_file,
-                                            ask_become_pass=ask_become_pass, console=console)[1])
+                                            ask_become_pass=ask_become_pass, pulled=pulled, console=console)[1])
 
 
 @task(

@@ -484,6 +484,16 @@ CASES = [
           "llm_host_pull_report_key": "rk-5d0c8e0b1f2a3c4d"},
          ("llm_host_pull_report_url 'http://team-gpu.lan/llmfleet/pull-reports' is not an https:// URL",
           "the report carries the host's key")),
+    # The team server's report endpoint (llm_proxy) takes each enrolled laptop's key from the inventory:
+    # two laptops with one key could write each other's reports. Every exposed server names it.
+    Case("pull-report-key-shared", "gpu_servers", {**TEAM_SERVER, "llm_host_advertised_name": "reports.team.lan"},
+         ("pull reports: llm_host_pull_report_key of pull-report-laptop-b is the same key as pull-report-laptop-a's",
+          "each host needs its own"),
+         extra={name: ("dev_laptops", {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+                                       "llm_host_pull_inventory": "inventory/team",
+                                       "llm_host_pull_report_url": "https://reports.team.lan/llmfleet/pull-reports",
+                                       "llm_host_pull_report_key": "shared-report-key-7e3a9c0d"})
+                for name in ("pull-report-laptop-a", "pull-report-laptop-b")}),
     # A pull run (the pull tool sets llmfleet_pull_run) of a laptop whose repository lacks the team CA.
     Case("pull-run-without-the-team-ca", "dev_laptops",
          {"llm_host_team_server": "served-team-gpu", "llmfleet_pull_run": True},

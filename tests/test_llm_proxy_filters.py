@@ -117,10 +117,67 @@ def test_turned_off_only_our_leftovers_count() -> None:
     assert _todo(gone, enabled=False) == []
 
 
+REPORTS = "/var/lib/llmfleet/pull-reports"
+
+
+def test_the_reports_directory_is_kept_as_it_must_be_and_stays_when_turned_off() -> None:
+    dirs = {REPORTS: "750:www-data:root"}
+    assert _todo([*CONVERGED, f"dir:{REPORTS}=750:www-data:root"], dirs=dirs) == []
+    assert _todo([*CONVERGED, f"dir:{REPORTS}=absent"], dirs=dirs) == [f"directory {REPORTS}"]
+    assert _todo([*CONVERGED, f"dir:{REPORTS}=755:root:root"], dirs=dirs) == [f"directory {REPORTS}"]
+    # Turned off, the reports (data) are no leftover to remove.
+    gone = [f"file:{path}=absent" for path in FILES] + [f"dir:{REPORTS}=750:www-data:root"]
+    assert _todo(gone, enabled=False, dirs=dirs) == []
+
+
+class _Vars(dict):  # type: ignore[type-arg]
+    """A host's variables as hostvars gives them: only what the inventory sets (no role defaults)."""
+
+
+def test_the_report_keys_are_those_of_the_hosts_in_pull_mode_that_report_here() -> None:
+    here = "https://team-gpu.lan/llmfleet/pull-reports"
+    hostvars = {
+        "laptop-a": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-a-0123456789abcdef", llm_host_pull_report_url=here),
+        "laptop-b": _Vars(llm_host_pull="true", llm_host_pull_report_key="key-b-0123456789abcdef",
+                          llm_host_pull_report_url="https://10.0.0.5:443/llmfleet/pull-reports"),
+        "laptop-c": _Vars(llm_host_pull=False, llm_host_pull_report_key="key-c-0123456789abcdef", llm_host_pull_report_url=here),
+        "laptop-d": _Vars(llm_host_pull=True, llm_host_pull_report_url=here),
+        "laptop-e": _Vars(llm_host_pull="false", llm_host_pull_report_key="key-e-0123456789abcdef", llm_host_pull_report_url=here),
+        # Reports to another server: that one takes its key, this one does not.
+        "laptop-f": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-f-0123456789abcdef",
+                          llm_host_pull_report_url="https://other-gpu.lan/llmfleet/pull-reports"),
+        "laptop-g": _Vars(llm_host_pull=True, llm_host_pull_report_key="key-g-0123456789abcdef"),
+        "server": _Vars(),
+    }
+    names = proxy.certificate_names(["TEAM-GPU.lan.", "10.0.0.5"])
+    keys = proxy.pull_report_keys(hostvars, list(hostvars), names)
+    assert keys == {"laptop-a": "key-a-0123456789abcdef", "laptop-b": "key-b-0123456789abcdef"}
+    assert proxy.pull_report_key_errors(keys) == []
+    assert proxy.pull_report_keys(hostvars, [], names) == {}
+    assert proxy.pull_report_keys(hostvars, list(hostvars), proxy.certificate_names(["other-gpu.lan"])) == {
+        "laptop-f": "key-f-0123456789abcdef"}
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"laptop-a": "short"}, "llm_host_pull_report_key of laptop-a must be at least 16 characters"),
+    ({"laptop-a": "changeme"}, "llm_host_pull_report_key of laptop-a holds no key"),
+    ({"laptop a": "key-a-0123456789abcdef"}, "'laptop a' is in pull mode with a report key, but its inventory name"),
+    ({"laptop-a": "same-key-0123456789abcdef", "laptop-b": "same-key-0123456789abcdef"},
+     "llm_host_pull_report_key of laptop-b is the same key as laptop-a's"),
+])
+def test_bad_report_keys_are_named_never_shown(keys: dict[str, str], message: str) -> None:
+    errors = proxy.pull_report_key_errors(keys)
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+    for key in keys.values():
+        if key != "changeme":
+            assert key not in errors[0]
+
+
 def _render(tmp_path: Path, **extra: object) -> tuple[str, str]:
     out = render("render_role.yml", tmp_path, **{
         "role": "llm_proxy", "system": "Linux", "architecture": "x86_64",
-        "templates": ["etc/nginx/conf.d/llmfleet.conf", "etc/llmfleet/proxy/ollama-keys.conf"],
+        "templates": ["etc/nginx/conf.d/llmfleet.conf", "etc/llmfleet/proxy/ollama-keys.conf",
+                      "etc/llmfleet/proxy/pull-report-keys.conf"],
         "llm_host_team_keys": GOOD, **extra})
     return (out / "llmfleet.conf").read_text(), (out / "ollama-keys.conf").read_text()
 
@@ -158,3 +215,28 @@ def test_without_open_webui_and_vllm_only_ollama_is_served(tmp_path: Path) -> No
     conf, _ = _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"],
                       vllm_models=[{"name": "coder", "model": "x", "port": 8001}])
     assert "listen 11443 ssl" in conf and "listen 443 ssl" not in conf and "listen 8443 ssl" not in conf
+
+
+def test_a_host_in_pull_mode_may_put_its_own_report_only(tmp_path: Path) -> None:
+    # The inventory's one host (localhost) is in pull mode with a report key: the server's map has it.
+    conf, _ = _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"],
+                      llm_host_pull=True, llm_host_pull_report_key="laptop-report-key-0123456789",
+                      llm_host_pull_report_url="https://localhost/llmfleet/pull-reports")
+    keys = (tmp_path / "pull-report-keys.conf").read_text()
+    assert 'map $http_authorization $llmfleet_pull_host {\n    default "";' in keys
+    assert '"~^Bearer laptop-report-key-0123456789$" "localhost";' in keys
+    # The report server (443) without Open WebUI: reports only, everything else 404; no key in it.
+    assert "listen 443 ssl http2;" in conf and "proxy_pass http://127.0.0.1:8080" not in conf
+    assert "laptop-report-key" not in conf and "include /etc/llmfleet/proxy/pull-report-keys.conf;" in conf
+    reports = conf[conf.index("location ~ ^/llmfleet/pull-reports/"):conf.index("location /llmfleet/pull-reports/ {")]
+    assert 'if ($llmfleet_pull_host = "") {\n            return 401;' in reports
+    assert "if ($llmfleet_pull_host != $llmfleet_report_host) {\n            return 403;" in reports
+    assert "limit_except PUT { deny all; }" in reports and "dav_methods PUT;" in reports
+    assert "alias /var/lib/llmfleet/pull-reports/$llmfleet_report_host.json;" in reports
+    assert "$http_authorization" not in conf.split("log_format llmfleet_pull")[1].split("\n")[0]
+
+
+def test_without_hosts_in_pull_mode_the_report_keys_map_is_empty(tmp_path: Path) -> None:
+    _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"])
+    keys = (tmp_path / "pull-report-keys.conf").read_text()
+    assert re.search(r'map \$http_authorization \$llmfleet_pull_host \{\n    default "";\n\}', keys)

@@ -1,4 +1,5 @@
-"""Filters of the llm_proxy role: the developers' keys checked and turned into nginx's map, the names
+"""Filters of the llm_proxy role: the developers' keys and the pull reports' keys (each enrolled host's,
+from the inventory) checked and turned into nginx's maps, the names
 the server certificate must carry, and the state the role's one look at the host reports.
 
 Kept in Python so the rules (which keys nginx can match safely, what a name in a certificate is, when a
@@ -12,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.addresses import is_host_name
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.secrets import is_placeholder
@@ -53,8 +55,98 @@ def key_errors(keys: Any) -> list[str]:
     return errors
 
 
+# An inventory host name as the report endpoint takes it in a URL (<host>.json) and as a file name.
+REPORT_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
+REPORT_KEYS = "llm_host_pull_report_key"
+
+
+def _enrolled(values: Mapping[str, Any]) -> bool:
+    """Whether a host's variables put it in pull mode (llm_host_pull, a bool or its YAML spelling)."""
+    enrolled = values.get("llm_host_pull", False)
+    if isinstance(enrolled, str):
+        return enrolled.strip().lower() in ("1", "true", "yes", "on")
+    return bool(enrolled)
+
+
+def _report_host(url: Any) -> str:
+    """The host name or address a report URL names (lower case, without port or brackets), or ""."""
+    try:
+        host = urlsplit(str(url or "")).hostname or ""
+    except ValueError:
+        return ""
+    return host.rstrip(".").lower()
+
+
+def pull_report_keys(hostvars: Mapping[str, Any], hosts: Iterable[str],
+                     names: Iterable[str] | None = None) -> dict[str, str]:
+    """{host: key} for each of `hosts` in pull mode (llm_host_pull) with a report key whose report URL
+    (llm_host_pull_report_url) names this server: one of `names`, its certificate's subjectAltName
+    entries (certificate_names), the only names under which a host can reach it over verified TLS.
+    The keys the team server's report endpoint accepts, each for that host's own report only.
+
+    Read from the inventory's hostvars, where the laptops get them: one place for both ends, so enrolling
+    a laptop (or revoking its key) is one vault entry and a run of the laptop and the server. The
+    role defaults are not in another host's hostvars: a variable a host does not set counts as unset.
+    """
+    served = {entry.split(":", 1)[1].lower() for entry in names or [] if ":" in entry}
+    keys: dict[str, str] = {}
+    for host in hosts or []:
+        values = hostvars.get(host) or {}
+        key = values.get(REPORT_KEYS) or ""
+        if _enrolled(values) and key and _report_host(values.get("llm_host_pull_report_url")) in served:
+            keys[str(host)] = str(key)
+    return keys
+
+
+def pull_hosts(hostvars: Mapping[str, Any], hosts: Iterable[str],
+               defaults: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """{host: {report, interval, random_delay}} for each of `hosts` in pull mode, without any key: whether it
+    sends reports (a report URL and key), and its schedule (`defaults`, llm_host's, where the inventory sets
+    none), for `invoke status --pulled` to name the hosts that never reported and those overdue."""
+    defaults = defaults or {}
+    enrolled: dict[str, dict[str, Any]] = {}
+    for host in hosts or []:
+        values = hostvars.get(host) or {}
+        if _enrolled(values):
+            schedule = {name: _int(values.get(f"llm_host_pull_{name}", defaults.get(f"llm_host_pull_{name}")), 0)
+                        for name in ("interval", "random_delay")}
+            enrolled[str(host)] = {"report": bool(values.get(REPORT_KEYS)) and bool(values.get("llm_host_pull_report_url")),
+                                   **schedule}
+    return enrolled
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def pull_report_key_errors(keys: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the report keys ({host: key}, pull_report_keys), as messages without the values."""
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for host, key in sorted((keys or {}).items()):
+        if not REPORT_HOST.fullmatch(host):
+            errors.append(f"{host!r} is in pull mode with a report key, but its inventory name cannot name its report "
+                          "(<host>.json): use letters, digits, _ . - only")
+        elif not isinstance(key, str) or is_placeholder(key):
+            errors.append(f"{REPORT_KEYS} of {host} holds no key (a placeholder): put a random key in the vault, "
+                          "e.g. `openssl rand -base64 32`")
+        elif not KEY.fullmatch(key):
+            errors.append(f"{REPORT_KEYS} of {host} must be at least {KEY_MIN} characters of A-Z a-z 0-9 . _ ~ + / = - "
+                          "(a bearer token); e.g. `openssl rand -base64 32`")
+        elif key in seen:
+            errors.append(f"{REPORT_KEYS} of {host} is the same key as {seen[key]}'s: each host needs its own, so that "
+                          "one host cannot write another's report")
+        else:
+            seen[key] = host
+    return errors
+
+
 def key_map(keys: Mapping[str, str] | None) -> list[dict[str, str]]:
-    """[{name, pattern}] for nginx's map from the Authorization header to the developer's name.
+    """[{name, pattern}] for nginx's map from the Authorization header to the developer's name (or, for
+    the pull reports' keys, the host's).
 
     Matched case-sensitively and whole (`~^Bearer <key>$`): a plain map key would match case-insensitively.
     Only keys key_errors accepts reach here: of their characters only "." and "+" mean something in a
@@ -127,9 +219,10 @@ def todo(state: Mapping[str, str], want: Mapping[str, Any]) -> list[str]:
     """What must change on the host, from the look (`state`) and what the role wants (`want`).
 
     `want`: enabled, files ({path: {sha256 or '' for "any content", mode}}), absent (paths that must
-    not exist), names (subjectAltName entries), own_certificate (the team's: compared by checksum in
-    files), ca (whether the look could check the issuer). Empty when the host is as it should be.
-    Disabled, only leftovers of ours count (our files present).
+    not exist), dirs ({path: mode:owner:group}, directories that must be so: the pull reports'),
+    names (subjectAltName entries), own_certificate (the team's: compared by checksum in files), ca
+    (whether the look could check the issuer). Empty when the host is as it should be. Disabled, only
+    leftovers of ours count (our files present; the reports' directory stays, it holds data).
     """
     changes: list[str] = []
     files = want.get("files") or {}
@@ -145,6 +238,9 @@ def todo(state: Mapping[str, str], want: Mapping[str, Any]) -> list[str]:
         digest, _, mode = found.partition(" ")
         if (spec.get("sha256") and digest != spec["sha256"]) or mode != spec.get("mode", mode):
             changes.append(f"write {path}")
+    for path, mode in (want.get("dirs") or {}).items():
+        if state.get(f"dir:{path}", "absent") != mode:
+            changes.append(f"directory {path}")
     for path in want.get("absent") or []:
         if state.get(f"present:{path}") == "yes":
             changes.append(f"remove {path}")
@@ -169,6 +265,9 @@ class FilterModule:
         return {
             "llm_proxy_key_errors": key_errors,
             "llm_proxy_key_map": key_map,
+            "llm_proxy_pull_report_keys": pull_report_keys,
+            "llm_proxy_pull_report_key_errors": pull_report_key_errors,
+            "llm_proxy_pull_hosts": pull_hosts,
             "llm_proxy_certificate_names": certificate_names,
             "llm_proxy_name_errors": name_errors,
             "llm_proxy_look": look,

@@ -22,7 +22,7 @@ from llmfleet.progress import make_reporter
 from llmfleet.project import Project
 from llmfleet.report import ExitCode, RunResult, render_exit, render_summary
 from llmfleet.runner import RunRequest, run_playbook
-from llmfleet.status import render_status
+from llmfleet.status import render_pulled, render_status
 
 SECRET_ENV_PREFIX = "LLMFLEET_SECRET_"
 
@@ -137,21 +137,33 @@ def drift(project: Project, *, console: Console | None = None, **options: Any) -
     return result, drift_exit(result)[0]
 
 
-def status(project: Project, *, console: Console | None = None, **options: Any) -> tuple[RunResult, ExitCode]:
-    """Run playbooks/status.yml (read-only) and print each host's services, versions and models.
+def status(project: Project, *, console: Console | None = None, pulled: bool = False,
+           **options: Any) -> tuple[RunResult, ExitCode]:
+    """Run playbooks/status.yml (read-only) and print each host's services, versions and models; with
+    `pulled`, playbooks/pulled.yml on the team server(s) and every host's last pull report instead.
 
     Exit code: the run's own when a host failed or was unreachable, else 2 when a host differs from
-    its inventory (a version not yet applied, a stopped service, a missing model), else 0.
+    its inventory (a version not yet applied, a stopped service, a missing model; with `pulled`, a host
+    in pull mode whose last report failed, is overdue or missing), else 0.
     """
     console = console or Console()
-    result = provision(project, playbook="status", console=console, exit_line=False, **options)
-    clean = render_status(result.custom_stats.get("llmfleet_status") or {}, console)
+    if pulled and (options.get("host") or options.get("group")):
+        raise UsageError("--pulled lists every host in pull mode from the team server's reports: "
+                         "give it without --host or --group")
+    playbook = "pulled" if pulled else "status"
+    result = provision(project, playbook=playbook, console=console, exit_line=False, **options)
+    if pulled:
+        clean = render_pulled(result.custom_stats.get("llmfleet_pulled") or {}, console)
+    else:
+        clean = render_status(result.custom_stats.get("llmfleet_status") or {}, console)
     if result.exit_code != ExitCode.OK:
         code, reason = result.exit_code, result.exit_reason
     elif clean:
-        code, reason = ExitCode.OK, "every host is as its inventory says"
+        code, reason = ExitCode.OK, ("every host in pull mode reported a good run in time" if pulled
+                                     else "every host is as its inventory says")
     else:
-        code, reason = ExitCode.CHANGES, "a host differs from its inventory (above)"
+        code, reason = ExitCode.CHANGES, ("a host in pull mode needs a look (above)" if pulled
+                                          else "a host differs from its inventory (above)")
     render_exit(code, reason, console)
     return result, code
 

@@ -1,5 +1,6 @@
 """`invoke status`: per host, each service's state, installed vs pinned versions, models present vs declared,
-and the last pull run of a host in pull mode.
+and the last pull run of a host in pull mode; `invoke status --pulled`: every host's last pull report, as
+the team server received it.
 
 playbooks/status.yml changes nothing; it reports each host with set_stats, which the run driver
 keeps in RunResult.custom_stats["llmfleet_status"].
@@ -7,9 +8,11 @@ keeps in RunResult.custom_stats["llmfleet_status"].
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -169,3 +172,133 @@ def render_status(status: Mapping[str, Any], console: Console) -> bool:
             console.print(Text.assemble((host, "bold"), f" ({(status[host] or {}).get('type', 'unknown')}): "
                                         "nothing installed by llmfleet yet"))
     return clean
+
+
+# `invoke status --pulled`: the reports the hosts in pull mode sent to the team server (llm_proxy's
+# endpoint), read there by playbooks/pulled.yml: per server, its clock ("now", epoch seconds), one
+# line per report ("<received epoch> <host> <json>", the host being the file's name, which only that
+# host's key may write) and the hosts the inventory puts in pull mode ("enrolled": {host: {report,
+# interval, random_delay}}, no keys).
+
+@dataclass(frozen=True)
+class PullReport:
+    """A host's last pull report as the team server keeps it."""
+
+    host: str
+    received: datetime
+    finished: str = ""
+    commit: str = ""
+    version: str = ""
+    state: str = "unknown"
+    reason: str = ""
+    fetch_error: str = ""
+    failures: tuple[str, ...] = ()
+    readable: bool = True
+
+
+def parse_report_line(line: str) -> PullReport | None:
+    """One line of playbooks/pulled.yml's reading, or None when it is not one. The host is the file's name
+    (the proxy let only that host's key write it), never what the report says of itself."""
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1]:
+        return None
+    received = datetime.fromtimestamp(int(parts[0]), timezone.utc)
+    try:
+        data = json.loads(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return PullReport(parts[1], received, readable=False)
+    failures = tuple(str(f.get("message") or f.get("task") or "")[:300]
+                     for f in data.get("failures") or [] if isinstance(f, dict))
+    return PullReport(
+        host=parts[1], received=received, finished=str(data.get("finished") or data.get("started") or ""),
+        commit=str(data.get("commit") or ""), version=str(data.get("version") or ""),
+        state=str(data.get("state") or "unknown"), reason=str(data.get("exit_reason") or ""),
+        fetch_error=str(data.get("fetch_error") or ""), failures=failures)
+
+
+def _when(text: str, received: datetime) -> str:
+    """The run's end as the laptop reported it (ISO 8601), to the second in UTC; when it is not a
+    time, when the server received the report."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = received
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def pulled_rows(pulled: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(host, last run, commit, result, age, note) per host that reported or is in pull mode, in name order.
+
+    The newest report of a host wins when several servers hold one. The age is the server's clock minus
+    when it received the report. A note says what needs a look: a failed run (its reason), a fetch that
+    failed, no report yet, a report older than two of the host's intervals and random delays (asleep,
+    away, or its timer stopped), a report that cannot be read.
+    """
+    reports: dict[str, tuple[PullReport, int]] = {}
+    enrolled: dict[str, Mapping[str, Any]] = {}
+    for server in sorted(pulled):
+        data = pulled[server] or {}
+        now = int(data.get("now") or 0)
+        enrolled.update(data.get("enrolled") or {})
+        for line in data.get("reports") or []:
+            report = parse_report_line(str(line))
+            if report and (report.host not in reports or report.received > reports[report.host][0].received):
+                reports[report.host] = (report, now)
+    rows = []
+    for host in sorted(set(reports) | set(enrolled)):
+        schedule = enrolled.get(host)
+        if host not in reports:
+            note = ("no report yet" if (schedule or {}).get("report")
+                    else "sends no report (no llm_host_pull_report_url and key)")
+            rows.append((host, "-", "-", "-", "-", note))
+            continue
+        report, now = reports[host]
+        age = now - report.received.timestamp()
+        notes = []
+        if not report.readable:
+            notes.append("the report cannot be read")
+        elif report.state not in ("ok", "changed"):
+            notes.append(report.failures[0] if report.failures else report.reason or "failed")
+        if report.fetch_error:
+            notes.append(f"the fetch failed, it converged the checkout it had: {report.fetch_error}")
+        if schedule is None:
+            notes.append("not in pull mode in this inventory")
+        elif age > 2 * (int(schedule.get("interval") or 0) + int(schedule.get("random_delay") or 0)):
+            notes.append("overdue: no report for two intervals")
+        rows.append((host, _when(report.finished, report.received),
+                     report.commit[:12] or "-", report.state, _age(age), "; ".join(notes)))
+    return rows
+
+
+def render_pulled(pulled: Mapping[str, Any], console: Console) -> bool:
+    """Print the pull reports' table; True when every host in pull mode reported a run that ended well, in time."""
+    rows = pulled_rows(pulled)
+    if not pulled:
+        console.print(Text("No host of this inventory takes pull reports (llm_proxy on a host with llm_host_expose).",
+                           style="bold red"), soft_wrap=True)
+        return False
+    if not rows:
+        console.print("No host is in pull mode and no report was received.")
+        return True
+    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
+    for column in ("host", "last pull run", "commit", "result", "age", "note"):
+        table.add_column(column)
+    for host, finished, commit, state, age, note in rows:
+        table.add_row(host, finished, commit, state, age, Text(note, style="bold red" if note else ""))
+    console.print(table)
+    return all(not note for *_, note in rows)
