@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,18 +41,26 @@ def key_errors(keys: Any) -> list[str]:
             errors.append(f"{KEYS}: {name!r} is not a developer name (letters, digits, _ . @ -; the account name "
                           "of continue_users)")
             continue
-        if not isinstance(key, str) or is_placeholder(key) or not key:
-            errors.append(f"{KEYS}.{name} holds no key (empty or a placeholder): put a random key in the vault, e.g. "
-                          "`openssl rand -base64 32`, and point the entry at it")
-        elif not KEY.fullmatch(key):
-            errors.append(f"{KEYS}.{name} must be at least {KEY_MIN} characters of A-Z a-z 0-9 . _ ~ + / = - "
-                          "(a bearer token); e.g. `openssl rand -base64 32`")
-        elif key in seen:
-            errors.append(f"{KEYS}.{name} has the same key as {KEYS}.{seen[key]}: each developer needs their own, "
-                          "so one can be revoked without the other")
-        else:
-            seen[key] = name
+        _check_key(errors, seen, f"{KEYS}.{name}", str(name), key,
+                   lambda holder: f"has the same key as {KEYS}.{holder}: each developer needs their own, so one can be "
+                                  "revoked without the other")
     return errors
+
+
+def _check_key(errors: list[str], seen: dict[str, str], label: str, owner: str, key: Any,
+               same: Callable[[str], str]) -> None:
+    """One bearer key checked (messages name `label`, never the key): set, well-formed, and not one that
+    another owner in `seen` already has (`same(holder)` says why that matters); a good one joins `seen`."""
+    if not isinstance(key, str) or is_placeholder(key) or not key:
+        errors.append(f"{label} holds no key (empty or a placeholder): put a random key in the vault, e.g. "
+                      "`openssl rand -base64 32`, and point the entry at it")
+    elif not KEY.fullmatch(key):
+        errors.append(f"{label} must be at least {KEY_MIN} characters of A-Z a-z 0-9 . _ ~ + / = - (a bearer token); "
+                      "e.g. `openssl rand -base64 32`")
+    elif key in seen:
+        errors.append(f"{label} {same(seen[key])}")
+    else:
+        seen[key] = owner
 
 
 # An inventory host name as the report endpoint takes it in a URL (<host>.json) and as a file name.
@@ -130,17 +138,10 @@ def pull_report_key_errors(keys: Mapping[str, Any]) -> list[str]:
         if not REPORT_HOST.fullmatch(host):
             errors.append(f"{host!r} is in pull mode with a report key, but its inventory name cannot name its report "
                           "(<host>.json): use letters, digits, _ . - only")
-        elif not isinstance(key, str) or is_placeholder(key):
-            errors.append(f"{REPORT_KEYS} of {host} holds no key (a placeholder): put a random key in the vault, "
-                          "e.g. `openssl rand -base64 32`")
-        elif not KEY.fullmatch(key):
-            errors.append(f"{REPORT_KEYS} of {host} must be at least {KEY_MIN} characters of A-Z a-z 0-9 . _ ~ + / = - "
-                          "(a bearer token); e.g. `openssl rand -base64 32`")
-        elif key in seen:
-            errors.append(f"{REPORT_KEYS} of {host} is the same key as {seen[key]}'s: each host needs its own, so that "
-                          "one host cannot write another's report")
-        else:
-            seen[key] = host
+            continue
+        _check_key(errors, seen, f"{REPORT_KEYS} of {host}", host, key,
+                   lambda holder: f"is the same key as {holder}'s: each host needs its own, so that one host cannot write "
+                                  "another's report")
     return errors
 
 
