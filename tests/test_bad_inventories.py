@@ -494,6 +494,14 @@ CASES = [
                                        "llm_host_pull_report_url": "https://reports.team.lan/llmfleet/pull-reports",
                                        "llm_host_pull_report_key": "shared-report-key-7e3a9c0d"})
                 for name in ("pull-report-laptop-a", "pull-report-laptop-b")}),
+    # A report URL that names no exposed team server (a typo, a name not in its certificate): the server
+    # would never take the laptop's key, so every report would be refused.
+    Case("pull-report-url-names-no-server", "dev_laptops",
+         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_report_url": "https://team-gpu.lna/llmfleet/pull-reports",
+          "llm_host_pull_report_key": "rk-0a9b8c7d6e5f4a3b"},
+         ("llm_host_pull_report_url names team-gpu.lna, which is none of the names of the inventory's exposed team servers",
+          "team-gpu.lan")),
     # A pull run (the pull tool sets llmfleet_pull_run) of a laptop whose repository lacks the team CA.
     Case("pull-run-without-the-team-ca", "dev_laptops",
          {"llm_host_team_server": "served-team-gpu", "llmfleet_pull_run": True},

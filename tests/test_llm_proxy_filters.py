@@ -240,3 +240,22 @@ def test_without_hosts_in_pull_mode_the_report_keys_map_is_empty(tmp_path: Path)
     _render(tmp_path, _llm_host_roles=["llm_host", "ollama", "llm_proxy"])
     keys = (tmp_path / "pull-report-keys.conf").read_text()
     assert re.search(r'map \$http_authorization \$llmfleet_pull_host \{\n    default "";\n\}', keys)
+
+
+def test_a_report_url_must_name_an_exposed_team_server() -> None:
+    hostvars = {
+        "gpu-1": {"llm_host_expose": True, "llm_host_advertised_name": "Team-GPU.lan.", "ansible_host": "10.0.0.5",
+                  "llm_proxy_names": ["reports.team.lan"]},
+        "gpu-2": {"llm_host_expose": "yes"},
+        "gpu-3": {"ansible_host": "quiet-gpu.lan"},
+    }
+    servers = ["gpu-1", "gpu-2", "gpu-3"]
+    for url in ("https://team-gpu.lan/llmfleet/pull-reports", "https://10.0.0.5:443/x", "https://REPORTS.team.lan/x",
+                "https://gpu-2/x", "", None):
+        assert proxy.report_url_problems(url, hostvars, servers) == [], url
+    [problem] = proxy.report_url_problems("https://team-gpu.lna/llmfleet/pull-reports", hostvars, servers)
+    assert "names team-gpu.lna, which is none of" in problem
+    assert "(10.0.0.5, gpu-2, reports.team.lan, team-gpu.lan)" in problem
+    # A server that is not exposed has no report endpoint: its name does not count.
+    assert proxy.report_url_problems("https://quiet-gpu.lan/x", hostvars, servers) != []
+    assert "there is none" in proxy.report_url_problems("https://team-gpu.lan/x", hostvars, [])[0]

@@ -70,10 +70,7 @@ REPORT_KEYS = "llm_host_pull_report_key"
 
 def _enrolled(values: Mapping[str, Any]) -> bool:
     """Whether a host's variables put it in pull mode (llm_host_pull, a bool or its YAML spelling)."""
-    enrolled = values.get("llm_host_pull", False)
-    if isinstance(enrolled, str):
-        return enrolled.strip().lower() in ("1", "true", "yes", "on")
-    return bool(enrolled)
+    return _truthy(values.get("llm_host_pull", False))
 
 
 def _report_host(url: Any) -> str:
@@ -104,6 +101,36 @@ def pull_report_keys(hostvars: Mapping[str, Any], hosts: Iterable[str],
         if _enrolled(values) and key and _report_host(values.get("llm_host_pull_report_url")) in served:
             keys[str(host)] = str(key)
     return keys
+
+
+def report_url_problems(url: Any, hostvars: Mapping[str, Any], servers: Iterable[str]) -> list[str]:
+    """The laptop's side of pull_report_keys: a report URL must name an exposed team server of the inventory
+    by one of its certificate's names (its advertised name, its address, llm_proxy_names), or that server
+    never takes the laptop's key and every report is refused. [] when it does, or names no host at all
+    (the URL's own form is checked with the other pull settings)."""
+    target = _report_host(url)
+    if not target:
+        return []
+    names: set[str] = set()
+    for server in servers or []:
+        values = hostvars.get(server) or {}
+        if not _truthy(values.get("llm_host_expose", False)):
+            continue
+        address = values.get("ansible_host") or server
+        for name in [values.get("llm_host_advertised_name") or address, address, *(values.get("llm_proxy_names") or [])]:
+            names.add(str(name).rstrip(".").lower())
+    if target in names:
+        return []
+    return [f"llm_host_pull_report_url names {target}, which is none of the names of the inventory's exposed team "
+            f"servers ({', '.join(sorted(names)) or 'there is none'}): a server takes a host's reports only under a "
+            "name of its certificate. Name one of those, or add this one to that server's llm_proxy_names."]
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean inventory value, or its YAML spelling in a string."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def pull_hosts(hostvars: Mapping[str, Any], hosts: Iterable[str],
@@ -269,6 +296,7 @@ class FilterModule:
             "llm_proxy_pull_report_keys": pull_report_keys,
             "llm_proxy_pull_report_key_errors": pull_report_key_errors,
             "llm_proxy_pull_hosts": pull_hosts,
+            "llm_proxy_report_url_problems": report_url_problems,
             "llm_proxy_certificate_names": certificate_names,
             "llm_proxy_name_errors": name_errors,
             "llm_proxy_look": look,
