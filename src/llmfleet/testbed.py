@@ -26,7 +26,9 @@ Log = Callable[[str], None]
 RECIPE_VERSION = "2"
 IMAGE_REPOSITORY = "localhost/llmfleet-testbed"
 INPUTS_LABEL = "llmfleet.inputs"
-HOST_PACKAGES = ("podman", "runc", "debootstrap", "uidmap")
+# netavark and aardvark-dns by name: with --no-install-recommends, podman's network stack could be the
+# CNI plugins instead, whose DNS between containers stops on an --internal network (molecule/fleet's).
+HOST_PACKAGES = ("podman", "runc", "debootstrap", "uidmap", "netavark", "aardvark-dns")
 IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "curl",
     "ca-certificates", "iproute2", "openssh-server", "procps",
@@ -85,7 +87,8 @@ def test_env(project_root: Path) -> dict[str, str]:
 
 
 def ensure_host_packages(log: Log = print) -> None:
-    """Install podman, runc, debootstrap and uidmap with apt, only those that are missing."""
+    """Install podman (with netavark and aardvark-dns), runc, debootstrap and uidmap with apt, only those
+    that are missing."""
     missing = [name for name in HOST_PACKAGES if not _dpkg_installed(name)]
     if not missing:
         return
