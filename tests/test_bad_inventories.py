@@ -654,7 +654,8 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
     server["llm_host_apt_repository"] = "deb http://mirror.internal/debian bookworm main"
     # ... and an offline server whose vLLM model is not in its cache but on the mirror (its manifest).
     offline_server = {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER],
-                      "vllm_models_mirror": HF_MIRROR}
+                      "vllm_models_mirror": HF_MIRROR, "ollama_models_mirror": OLLAMA_MIRROR,
+                      "ollama_models_from_clients": False, "ollama_models": ["qwen2.5-coder:1.5b"]}
     inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
                                                     "offline-server": ("gpu_servers", offline_server),
                                                     "alice-laptop": ("dev_laptops", laptop),
