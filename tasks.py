@@ -160,6 +160,7 @@ def status(
         "out": "The bundle's directory (created; a second run keeps what it holds).",
         "releases_from": "Where Ollama releases come from (default GitHub's, unless the inventory names a mirror).",
         "models_from": "A models directory or a mirror of one that has the inventory's Ollama models.",
+        "hf_from": "A Hugging Face cache (HF_HOME or its hub/) with the models vLLM servers name by id.",
         "vsix_from": "The Continue VSIX (file or URL) when the inventory's continue_vscode_extension_vsix is the mirror.",
         "model": "An Ollama model to add besides the inventory's ollama_models (repeatable).",
         "arch": "Linux architecture of the Ollama releases (repeatable; default amd64).",
@@ -192,6 +193,7 @@ def bundle(
     cpython: bool = True,
     cpython_platform: list[str] | None = None,
     cpython_from: str = "",
+    hf_from: str = "",
 ) -> None:
     """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels, CPython) and digests."""
     try:
@@ -200,7 +202,8 @@ def bundle(
                        models_from=models_from, vsix_from=vsix_from, models=model or [], arches=arch or ["amd64"],
                        python=python, python_versions=python_version or [],
                        python_platforms=python_platform or [], cpython=cpython,
-                       cpython_platforms=cpython_platform or [], cpython_from=cpython_from, log=console.print)
+                       cpython_platforms=cpython_platform or [], cpython_from=cpython_from, hf_from=hf_from,
+                       log=console.print)
     except llmbundle.BundleError as error:
         raise Exit(f"bundle: {error}", code=1) from error
 

@@ -86,6 +86,8 @@ R550 = ROOT / "molecule/llm_host/files/nvidia-smi-double"
 R470 = ROOT / "tests/doubles/nvidia-smi-double-r470"
 # issue 23: a team mirror of Ollama models (a models directory served as files) holding qwen2.5-coder:1.5b.
 OLLAMA_MIRROR = (ROOT / "tests/fixtures/ollama-mirror").as_uri()
+# ... and of Hugging Face models (an `invoke bundle`'s hf-models/) holding Qwen/Qwen2.5-Coder-1.5B-Instruct.
+HF_MIRROR = (ROOT / "tests/fixtures/hf-mirror").as_uri()
 # issue 20: doubles of other distributions' system Python (llm_host_probe asks them their version).
 PY313 = ROOT / "tests/doubles/python3-double-3.13"
 PY310 = ROOT / "tests/doubles/python3-double-3.10"
@@ -429,7 +431,16 @@ CASES = [
     Case("offline-hugging-face-model-without-a-mirror", "gpu_servers",
          {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER]},
          ("vllm: vllm_models[0].model Qwen/Qwen2.5-Coder-1.5B-Instruct: not in the Hugging Face cache of "
-          "offline-hugging-face-model-without-a-mirror", "with no vllm_hf_endpoint", "nothing was changed")),
+          "offline-hugging-face-model-without-a-mirror", "with no vllm_models_mirror or vllm_hf_endpoint",
+          "nothing was changed")),
+    Case("offline-hugging-face-model-not-on-mirror", "gpu_servers",
+         {"llm_host_offline": True, "vllm_enabled": True, "vllm_models_mirror": HF_MIRROR,
+          "vllm_models": [CODER, {**CODER, "name": "chat", "model": "Qwen/Qwen3-0.6B", "port": 8001}]},
+         ("vllm: Qwen/Qwen3-0.6B: neither in the Hugging Face cache of offline-hugging-face-model-not-on-mirror nor on "
+          "the mirror " + HF_MIRROR, "nothing was changed")),
+    Case("hf-models-mirror-without-scheme", "gpu_servers", {"vllm_models_mirror": "mirror.internal/hf-models"},
+         ('vllm: vllm_models_mirror "mirror.internal/hf-models" is not an http(s):// or file:// URL',),
+         host="vllm-settings-server"),
     Case("hf-endpoint-without-scheme", "gpu_servers", {"vllm_hf_endpoint": "hf-mirror.internal"},
          ('vllm: vllm_hf_endpoint "hf-mirror.internal" is not an http(s) URL',), host="vllm-settings-server"),
     Case("python-index-without-scheme", "dev_laptops", {"llm_host_python_index_url": "mirror.internal/python/simple"},
@@ -649,14 +660,19 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
                "llm_host_apt_repository": "deb [trusted=yes] http://mirror.internal:8765/apt ./",
                "llm_host_python_index_url": "http://mirror.internal:8765/python/simple"}
     server["llm_host_apt_repository"] = "deb http://mirror.internal/debian bookworm main"
+    # ... and an offline server whose vLLM model is not in its cache but on the mirror (its manifest).
+    offline_server = {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER],
+                      "vllm_models_mirror": HF_MIRROR, "ollama_models_mirror": OLLAMA_MIRROR,
+                      "ollama_models_from_clients": False, "ollama_models": ["qwen2.5-coder:1.5b"]}
     inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
+                                                    "offline-server": ("gpu_servers", offline_server),
                                                     "alice-laptop": ("dev_laptops", laptop),
                                                     "offline-laptop": ("dev_laptops", offline),
                                                     "workstation": ("workstations", {})})
     before = _existing()
     result = _preflight(inventory, tmp_path / "runs")
     assert result.exit_code == ExitCode.OK, result.failures
-    assert set(result.hosts) == {"team-gpu", "alice-laptop", "offline-laptop", "workstation"}
+    assert set(result.hosts) == {"team-gpu", "offline-server", "alice-laptop", "offline-laptop", "workstation"}
     assert all(stats.changed == 0 for stats in result.hosts.values()) and result.changes == []
     assert _existing() == before
 

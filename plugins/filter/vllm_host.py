@@ -73,6 +73,15 @@ def model_paths(models: Iterable[Any]) -> list[dict[str, str]]:
             for index, entry in enumerate(models or []) if isinstance(entry, Mapping) and is_path(entry.get("model"))]
 
 
+def mirror_models(models: Iterable[Any], hf_home: str, environment: Any = None) -> list[dict[str, str]]:
+    """The models named by repository id, each {label, model, hub} for vllm_hf_mirror (plugins/modules)."""
+    return [{"label": f"vllm_models[{index}].model", "model": entry["model"],
+             "hub": hub_dir(hf_home, environment, entry.get("environment"))}
+            for index, entry in enumerate(models or [])
+            if isinstance(entry, Mapping) and isinstance(entry.get("model"), str) and entry["model"]
+            and not is_path(entry["model"])]
+
+
 class FilterModule:
     """vLLM's models against the host."""
 
@@ -80,6 +89,7 @@ class FilterModule:
         return {
             "vllm_storage_wanted": storage_wanted,
             "vllm_model_paths": model_paths,
+            "vllm_mirror_models": mirror_models,
             # A model's weights in MiB (0 for a path or a name without a size): the CPU memory plan's.
             "vllm_model_size_mb": lambda model: (estimate_mb(model) or 0) if isinstance(model, str) and not is_path(model) else 0,
         }

@@ -8,13 +8,15 @@ The bundle is laid out as the team's mirror serves it, so a web server pointed a
     vsix/<file>.vsix                                     continue_vscode_extension_vsix
     python/simple/, python/files/                        llm_host_python_index_url (<mirror>/python/simple)
     python-builds/<build>/cpython-<version>+<build>-...  llm_host_python_install_mirror (<mirror>/python-builds)
+    hf-models/<org>/<name>/manifest.json, <commit>/...  vllm_models_mirror (<mirror>/hf-models)
     bundle.json, SHA256SUMS                              what is in it, with each file's sha256
 
 What goes in comes from the inventory (`ansible-inventory --list`, vault included): every
 `ollama_version` and the models every host lists in `ollama_models` (and its custom models' bases),
 plus `--model`; the Continue VSIX when `continue_vscode_extension_vsix` is a URL. Releases come from
 `--releases-from` (default GitHub's release downloads), checked against the release's sha256sum.txt;
-the VSIX from `--vsix-from` when the inventory's URL is the mirror itself;
+the VSIX from `--vsix-from` when the inventory's URL is the mirror itself; the Hugging Face models the
+serving vLLM hosts name by id from `--hf-from`, a Hugging Face cache (llmfleet/bundle_hf.py);
 models are copied from `--models-from` (a models directory or a mirror of one, e.g. the team server's
 store) with the ollama role's own copy (plugins/modules/ollama_mirror.py): digests checked, each blob
 once. The Python packages every host installs (uv, Open WebUI, vLLM, the pull tools) are resolved
@@ -43,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from llmfleet import bundle_cpython, bundle_python, cli
+from llmfleet import bundle_cpython, bundle_hf, bundle_python, cli
 
 DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
 
@@ -61,6 +63,7 @@ class Plan:
     vsix: list[str] = field(default_factory=list)
     python: list[bundle_python.Component] = field(default_factory=list)
     cpython: dict[str, list[str]] = field(default_factory=dict)  # llm_host_python_version -> hosts
+    hf_models: list[str] = field(default_factory=list)  # vllm_models[].model given as a repository id
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Outcome:
     python_kept: list[str] = field(default_factory=list)
     cpython_fetched: list[str] = field(default_factory=list)
     cpython_kept: list[str] = field(default_factory=list)
+    hf_copied: list[str] = field(default_factory=list)
+    hf_kept: list[str] = field(default_factory=list)
 
 
 def _load(root: Path, relative: str, name: str) -> ModuleType:
@@ -147,6 +152,7 @@ def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: It
             add(result.vsix, vsix)
     for name in extra_models:
         add(result.models, model_name(name))
+    result.hf_models = bundle_hf.models(hostvars, root)
     if python:
         try:
             result.python = bundle_python.components(hostvars, root)
@@ -247,6 +253,7 @@ def write_manifest(out: Path, plan_: Plan,
     python = {c.name: {"requirements": c.requirements, "constraints": c.constraints, "overrides": c.overrides,
                        "hosts": c.hosts, "locks": dict((python_locks or {}).get(c.name, {}))} for c in plan_.python}
     manifest = {"ollama_versions": plan_.ollama_versions, "ollama_models": plan_.models, "vsix": plan_.vsix,
+                "hf_models": plan_.hf_models,
                 "python": python, "cpython": {k: dict(v) for k, v in (cpython or {}).items()}, "files": files}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     (out / "SHA256SUMS").write_text("".join(f"{v['sha256']}  {k}\n" for k, v in files.items()))
@@ -266,6 +273,7 @@ def build(
     python_platforms: Iterable[str] = (),
     cpython_platforms: Iterable[str] = (),
     cpython_from: str = "",
+    hf_from: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Fill `out` with what `plan_` names; returns what was fetched and what was already there.
@@ -288,6 +296,11 @@ def build(
                   if plan_.cpython else [])
     except bundle_cpython.CPythonBundleError as error:
         raise BundleError(str(error)) from error
+    if plan_.hf_models:  # every Hugging Face model found in the cache before anything is fetched
+        try:
+            bundle_hf.check(plan_.hf_models, hf_from)
+        except bundle_hf.HFBundleError as error:
+            raise BundleError(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
     python_locks: dict[str, dict[str, str]] = {}
@@ -331,6 +344,13 @@ def build(
         outcome.models_kept = [m for m in plan_.models if m not in result["copied"]]
         outcome.fetched += [f"ollama-models/blobs/{d.replace(':', '-')}" for d in result["blobs"]]
     _vsix(out, plan_.vsix, outcome, vsix_from)
+    try:
+        hf = bundle_hf.build(out, plan_.hf_models, hf_from, sha256_file, log)
+    except (bundle_hf.HFBundleError, OSError) as error:
+        raise BundleError(f"Hugging Face models: {error}") from error
+    outcome.hf_copied, outcome.hf_kept = hf.copied, hf.kept_models
+    outcome.fetched += hf.fetched
+    outcome.kept += hf.kept
     write_manifest(out, plan_, python_locks, cpython.records)
     return outcome
 
@@ -363,6 +383,7 @@ def make(
     cpython: bool = True,
     cpython_platforms: Iterable[str] = (),
     cpython_from: str = "",
+    hf_from: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
@@ -393,7 +414,7 @@ def make(
                           "give --vsix-from, the VSIX file or its download URL")
     outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
                     vsix_from=vsix_from, arches=arches, python_versions=versions, python_platforms=python_platforms,
-                    cpython_platforms=cpython_platforms, cpython_from=cpython_from, log=log)
+                    cpython_platforms=cpython_platforms, cpython_from=cpython_from, hf_from=hf_from, log=log)
     log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
         f"VSIX {', '.join(wanted.vsix) or 'none'}; Python "
         + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}"
@@ -401,6 +422,10 @@ def make(
     log(f"fetched {len(outcome.fetched)} files ({len(outcome.models_copied)} models copied), "
         f"kept {len(outcome.kept)} files and {len(outcome.models_kept)} models already there; "
         f"manifest: {Path(out) / 'bundle.json'}, {Path(out) / 'SHA256SUMS'}")
+    if wanted.hf_models:
+        log(f"Hugging Face models {', '.join(wanted.hf_models)}: copied {len(outcome.hf_copied)}, kept "
+            f"{len(outcome.hf_kept)} already there; mirror: {Path(out) / bundle_hf.FOLDER} "
+            f"(vllm_models_mirror: <mirror>/{bundle_hf.FOLDER})")
     if wanted.python:
         log(f"Python: fetched {len(outcome.python_fetched)} wheels, kept {len(outcome.python_kept)} already there; "
             f"index: {Path(out) / 'python/simple'}")
