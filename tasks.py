@@ -153,7 +153,7 @@ def status(
 
 
 @task(
-    iterable=["model", "arch", "python_version", "python_platform", "cpython_platform"],
+    iterable=["model", "arch", "python_version", "python_platform", "cpython_platform", "apt_suite"],
     help={
         "inventory": _HELP["inventory"],
         "vault_password_file": _HELP["vault_password_file"],
@@ -163,7 +163,12 @@ def status(
         "hf_from": "A Hugging Face cache (HF_HOME or its hub/) with the models vLLM servers name by id.",
         "vsix_from": "The Continue VSIX (file or URL) when the inventory's continue_vscode_extension_vsix is the mirror.",
         "model": "An Ollama model to add besides the inventory's ollama_models (repeatable).",
-        "arch": "Linux architecture of the Ollama releases (repeatable; default amd64).",
+        "arch": "Linux architecture of the Ollama releases and the distribution packages (repeatable; default amd64).",
+        "apt": "Carry the distribution packages the roles install with apt, with their dependencies, as an apt "
+               "repository (--no-apt leaves them out).",
+        "apt_suite": "Distribution release of the hosts (repeatable; default this controller's, e.g. bookworm).",
+        "apt_sources": "An apt sources file (one-line or deb822) of the hosts' distribution, for one --apt-suite "
+                       "(default: this controller's own sources of its release, renamed for --apt-suite).",
         "python": "Carry the Python packages the hosts install as a package index (--no-python leaves them out).",
         "python_version": "Python X.Y the hosts' packages are for (repeatable; default this controller's): "
                           "3.11 for Debian 12's system Python, llm_host_python_version's X.Y for the managed one.",
@@ -194,8 +199,11 @@ def bundle(
     cpython_platform: list[str] | None = None,
     cpython_from: str = "",
     hf_from: str = "",
+    apt: bool = True,
+    apt_suite: list[str] | None = None,
+    apt_sources: str = "",
 ) -> None:
-    """One directory with what an offline fleet downloads (releases, models, VSIX, Python wheels, CPython) and digests."""
+    """One directory with what an offline fleet downloads (releases, models, VSIX, Python, CPython, apt) and digests."""
     try:
         llmbundle.make(PROJECT.root, inventory=inventory or str(PROJECT.root / "inventory/local"), out=out,
                        vault_password_file=vault_password_file, releases_from=releases_from,
@@ -203,7 +211,7 @@ def bundle(
                        python=python, python_versions=python_version or [],
                        python_platforms=python_platform or [], cpython=cpython,
                        cpython_platforms=cpython_platform or [], cpython_from=cpython_from, hf_from=hf_from,
-                       log=console.print)
+                       apt=apt, apt_suites=apt_suite or [], apt_sources=apt_sources, log=console.print)
     except llmbundle.BundleError as error:
         raise Exit(f"bundle: {error}", code=1) from error
 

@@ -399,7 +399,7 @@ def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, 
     out = tmp_path / "bundle"
     logs: list[list[str]] = [[], []]
     for lines in logs:
-        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", cpython=False,
+        bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", cpython=False, apt=False,
                     log=lines.append)
 
     # The release's archive and sha256sum.txt, and the eight wheels; then nothing.
@@ -408,7 +408,8 @@ def test_invoke_bundle_says_what_it_fetched_and_kept(upstream: tuple[str, Path, 
     assert any(line.startswith("fetched 0 files (0 models copied), kept 10 files") for line in logs[1])
     assert any(line.startswith("Python: fetched 0 wheels, kept 8 already there") for line in logs[1])
     without = bundle.make(ROOT, inventory=str(inventory), out=str(tmp_path / "no-python"),
-                          releases_from=f"{url}/releases", python=False, cpython=False, log=lambda _: None)
+                          releases_from=f"{url}/releases", python=False, cpython=False, apt=False,
+                          log=lambda _: None)
     assert without.python_fetched == [] and not (tmp_path / "no-python/python").exists()
     # The inventory has a team server (Open WebUI, vLLM), whose CPython --no-cpython left out.
     assert not any(line.startswith("CPython") for line in logs[0] + logs[1])
@@ -626,7 +627,7 @@ def test_invoke_bundle_with_a_stand_in_cpython_stops_clearly(upstream: tuple[str
     out = tmp_path / "bundle"
     with pytest.raises(bundle.BundleError, match="Hash mismatch"):
         bundle.make(ROOT, inventory=str(inventory), out=str(out), releases_from=f"{url}/releases", python=False,
-                    cpython_from=str(source), log=lambda _: None)
+                    apt=False, cpython_from=str(source), log=lambda _: None)
     assert _nothing_of(out) == [] and not (out / "bundle.json").exists()
 
 

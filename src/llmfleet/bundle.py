@@ -9,6 +9,7 @@ The bundle is laid out as the team's mirror serves it, so a web server pointed a
     python/simple/, python/files/                        llm_host_python_index_url (<mirror>/python/simple)
     python-builds/<build>/cpython-<version>+<build>-...  llm_host_python_install_mirror (<mirror>/python-builds)
     hf-models/<org>/<name>/manifest.json, <commit>/...  vllm_models_mirror (<mirror>/hf-models)
+    apt/dists/<suite>/..., apt/pool/<file>.deb           llm_host_apt_repository (deb [trusted=yes] <mirror>/apt <suite> main)
     bundle.json, SHA256SUMS                              what is in it, with each file's sha256
 
 What goes in comes from the inventory (`ansible-inventory --list`, vault included): every
@@ -23,6 +24,8 @@ once. The Python packages every host installs (uv, Open WebUI, vLLM, the pull to
 per component and laid out as a package index (llmfleet/bundle_python.py says what and how). The
 CPython builds of the hosts' llm_host_python_version are the ones the pinned uv names, each checked by
 uv itself before it is kept (llmfleet/bundle_cpython.py says which, from where, and why by default).
+The distribution packages the roles install with apt, with their whole closure, are an apt repository
+resolved by the controller's apt from its distribution's sources (llmfleet/bundle_apt.py).
 A second run keeps what the directory already holds (a release whose sha256 matches, a model
 whose manifest is there, a wheel whose sha256 is in its lock, a CPython build whose sha256 is the one
 recorded when uv checked it) and fetches nothing of it again.
@@ -43,15 +46,12 @@ from pathlib import Path
 from typing import Any
 
 
-from llmfleet import bundle_cpython, bundle_hf, bundle_python, cli
+from llmfleet import bundle_apt, bundle_cpython, bundle_hf, bundle_python, cli
+from llmfleet.bundle_hosts import BundleError as BundleError
 from llmfleet.bundle_hosts import load_plugin as _load
 from llmfleet.bundle_hosts import role_default as role_default
 
 DEFAULT_RELEASES = "https://github.com/ollama/ollama/releases/download"
-
-
-class BundleError(Exception):
-    """A bundle that cannot be made, with the reason."""
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Plan:
     python: list[bundle_python.Component] = field(default_factory=list)
     cpython: dict[str, list[str]] = field(default_factory=dict)  # llm_host_python_version -> hosts
     hf_models: list[str] = field(default_factory=list)  # vllm_models[].model given as a repository id
+    apt: dict[str, list[str]] = field(default_factory=dict)  # distribution package -> the hosts that install it
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Outcome:
     cpython_kept: list[str] = field(default_factory=list)
     hf_copied: list[str] = field(default_factory=list)
     hf_kept: list[str] = field(default_factory=list)
+    apt_fetched: list[str] = field(default_factory=list)
+    apt_kept: list[str] = field(default_factory=list)
 
 
 def read_inventory(inventory: str, vault_password_file: str | None = None) -> dict[str, dict[str, Any]]:
@@ -109,10 +112,10 @@ def read_inventory(inventory: str, vault_password_file: str | None = None) -> di
 
 
 def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: Iterable[str] = (), *,
-         python: bool = True, cpython: bool = True) -> Plan:
-    """The versions, models, VSIX files, and (unless `python` / `cpython` is false) Python components and
-    CPython versions the inventory's hosts need (templated values are left out; a templated Python
-    setting is refused)."""
+         python: bool = True, cpython: bool = True, apt: bool = False) -> Plan:
+    """The versions, models, VSIX files, and (unless `python` / `cpython` is false, and when `apt` is
+    true) Python components, CPython versions and distribution packages the inventory's hosts need
+    (templated values are left out; a templated Python setting is refused)."""
     model_name = _load(root, "plugins/filter/ollama_models.py", "llmfleet_bundle_ollama_models").model_name
     result = Plan()
 
@@ -136,15 +139,11 @@ def plan(hostvars: Mapping[str, Mapping[str, Any]], root: Path, extra_models: It
         add(result.models, model_name(name))
     result.hf_models = bundle_hf.models(hostvars, root)
     if python:
-        try:
-            result.python = bundle_python.components(hostvars, root)
-        except bundle_python.PythonBundleError as error:
-            raise BundleError(str(error)) from error
+        result.python = bundle_python.components(hostvars, root)
     if cpython:
-        try:
-            result.cpython = bundle_cpython.versions(hostvars, root, bundle_cpython.uv_version())
-        except bundle_cpython.CPythonBundleError as error:
-            raise BundleError(str(error)) from error
+        result.cpython = bundle_cpython.versions(hostvars, root, bundle_cpython.uv_version())
+    if apt:
+        result.apt = bundle_apt.packages(hostvars, root)
     return result
 
 
@@ -225,18 +224,23 @@ def _vsix(out: Path, urls: list[str], outcome: Outcome, source: str = "") -> Non
 
 def write_manifest(out: Path, plan_: Plan,
                    python_locks: Mapping[str, Mapping[str, str]] | None = None,
-                   cpython: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                   cpython: Mapping[str, Mapping[str, Any]] | None = None,
+                   apt_files: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
     """bundle.json and SHA256SUMS over every file of the bundle (the two themselves aside); `cpython`,
-    the CPython builds uv checked, each with the sha256 it had then."""
+    the CPython builds uv checked, each with the sha256 it had then; `apt_files`, each apt suite and
+    architecture's packages."""
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("bundle.json", "SHA256SUMS")
-                       and not p.relative_to(out).parts[0].startswith(bundle_cpython.STAGING)):
+                       and not p.relative_to(out).parts[0].startswith(bundle_cpython.STAGING)
+                       and p.relative_to(out).parts[:2] != (bundle_apt.FOLDER, bundle_apt.STAGING)):
         files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     python = {c.name: {"requirements": c.requirements, "constraints": c.constraints, "overrides": c.overrides,
                        "hosts": c.hosts, "locks": dict((python_locks or {}).get(c.name, {}))} for c in plan_.python}
     manifest = {"ollama_versions": plan_.ollama_versions, "ollama_models": plan_.models, "vsix": plan_.vsix,
                 "hf_models": plan_.hf_models,
-                "python": python, "cpython": {k: dict(v) for k, v in (cpython or {}).items()}, "files": files}
+                "python": python, "cpython": {k: dict(v) for k, v in (cpython or {}).items()},
+                "apt": {"packages": plan_.apt, "suites": {k: len(v) for k, v in (apt_files or {}).items()}},
+                "files": files}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     (out / "SHA256SUMS").write_text("".join(f"{v['sha256']}  {k}\n" for k, v in files.items()))
     return manifest
@@ -256,6 +260,8 @@ def build(
     cpython_platforms: Iterable[str] = (),
     cpython_from: str = "",
     hf_from: str = "",
+    apt_suites: Iterable[str] = (),
+    apt_sources: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Fill `out` with what `plan_` names; returns what was fetched and what was already there.
@@ -265,40 +271,33 @@ def build(
     does not work stops the run before anything is fetched. So does a CPython version (plan_.cpython)
     uv has no build of for one of `cpython_platforms` (default x86_64-unknown-linux-gnu); the builds
     come from `cpython_from` (a URL or directory in place of uv's download base) when it is given.
+    The distribution packages (plan_.apt) go in for each of `apt_suites` and `arches`, from the
+    controller's apt sources of its distribution or `apt_sources` (llmfleet/bundle_apt.py).
     """
     versions = list(python_versions or [bundle_python.controller_version()])
     platforms = list(python_platforms) or [""]
-    try:
-        bundle_python.check_versions(versions)
-        bundle_python.check_platforms(platforms)
-    except bundle_python.PythonBundleError as error:
-        raise BundleError(str(error)) from error
-    try:
-        builds = (bundle_cpython.lookup(plan_.cpython, cpython_platforms, bundle_cpython.uv_version())
-                  if plan_.cpython else [])
-    except bundle_cpython.CPythonBundleError as error:
-        raise BundleError(str(error)) from error
+    bundle_python.check_versions(versions)
+    bundle_python.check_platforms(platforms)
+    builds = (bundle_cpython.lookup(plan_.cpython, cpython_platforms, bundle_cpython.uv_version())
+              if plan_.cpython else [])
     if plan_.hf_models:  # every Hugging Face model found in the cache before anything is fetched
-        try:
-            bundle_hf.check(plan_.hf_models, hf_from)
-        except bundle_hf.HFBundleError as error:
-            raise BundleError(str(error)) from error
+        bundle_hf.check(plan_.hf_models, hf_from)
+    apt_targets = (bundle_apt.resolve_all(out, plan_.apt, list(apt_suites) or bundle_apt.check_suites([], apt_sources),
+                                          bundle_apt.check_arches(arches), sources_file=apt_sources)
+                   if plan_.apt else [])
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
     python_locks: dict[str, dict[str, str]] = {}
     if plan_.python:
-        try:
-            done = bundle_python.build(out, plan_.python, versions, sha256_file, log=log, platforms=platforms)
-        except bundle_python.PythonBundleError as error:
-            raise BundleError(str(error)) from error
+        done = bundle_python.build(out, plan_.python, versions, sha256_file, log=log, platforms=platforms)
         outcome.python_fetched, outcome.python_kept, python_locks = done.fetched, done.kept, done.locks
         outcome.fetched += done.fetched
         outcome.kept += done.kept
     try:
         cpython = bundle_cpython.build(out, builds, bundle_cpython.read_records(out), sha256_file, _fetch,
                                        cpython_from, log)
-    except bundle_cpython.CPythonBundleError as error:
-        raise BundleError(str(error)) from error
+    except bundle_cpython.CPythonBundleError:
+        raise
     except BundleError as error:
         raise BundleError(f"{error} (a CPython build: --cpython-from names another source, --no-cpython leaves "
                           "them out)") from error
@@ -333,7 +332,13 @@ def build(
     outcome.hf_copied, outcome.hf_kept = hf.copied, hf.kept_models
     outcome.fetched += hf.fetched
     outcome.kept += hf.kept
-    write_manifest(out, plan_, python_locks, cpython.records)
+    apt_files: dict[str, list[str]] = {}
+    if plan_.apt:
+        done_apt = bundle_apt.build(out, plan_.apt, apt_targets, sha256_file, log=log)
+        outcome.apt_fetched, outcome.apt_kept, apt_files = done_apt.fetched, done_apt.kept, done_apt.files
+        outcome.fetched += done_apt.fetched
+        outcome.kept += done_apt.kept
+    write_manifest(out, plan_, python_locks, cpython.records, apt_files)
     return outcome
 
 
@@ -366,16 +371,19 @@ def make(
     cpython_platforms: Iterable[str] = (),
     cpython_from: str = "",
     hf_from: str = "",
+    apt: bool = True,
+    apt_suites: Iterable[str] = (),
+    apt_sources: str = "",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """`invoke bundle`: read the inventory, fill the directory, say what was fetched and what was kept."""
     versions = list(python_versions) or [bundle_python.controller_version()]
-    try:
-        bundle_python.check_versions(versions)
-        bundle_python.check_platforms(python_platforms)
-        cpython_platforms = bundle_cpython.check_platforms(cpython_platforms)
-    except (bundle_python.PythonBundleError, bundle_cpython.CPythonBundleError) as error:
-        raise BundleError(str(error)) from error
+    cpython_platforms = bundle_cpython.check_platforms(cpython_platforms)
+    if not apt and (apt_suites or apt_sources):
+        raise BundleError("--apt-suite and --apt-sources say which distribution packages go in, and --no-apt leaves "
+                          "them out: give one or the other")
+    apt_suites = bundle_apt.check_suites(apt_suites, apt_sources) if apt else []
+    arches = bundle_apt.check_arches(arches)
     if cpython_from and not cpython:
         raise BundleError("--cpython-from names where CPython builds come from, and --no-cpython leaves them out: "
                           "give one of the two")
@@ -384,7 +392,7 @@ def make(
     hostvars = read_inventory(inventory, vault_password_file)
     if not hostvars:
         raise BundleError(f"{inventory} has no hosts")
-    wanted = plan(hostvars, root, models, python=python, cpython=cpython)
+    wanted = plan(hostvars, root, models, python=python, cpython=cpython, apt=apt)
     if not releases_from:
         bases = {str(v["ollama_download_base_url"]) for v in hostvars.values() if v.get("ollama_download_base_url")}
         releases_from = DEFAULT_RELEASES if not bases else ""
@@ -396,7 +404,8 @@ def make(
                           "give --vsix-from, the VSIX file or its download URL")
     outcome = build(root, Path(out), wanted, releases_from=releases_from, models_from=models_from,
                     vsix_from=vsix_from, arches=arches, python_versions=versions, python_platforms=python_platforms,
-                    cpython_platforms=cpython_platforms, cpython_from=cpython_from, hf_from=hf_from, log=log)
+                    cpython_platforms=cpython_platforms, cpython_from=cpython_from, hf_from=hf_from,
+                    apt_suites=apt_suites, apt_sources=apt_sources, log=log)
     log(f"bundle {out}: Ollama {', '.join(wanted.ollama_versions)}; models {', '.join(wanted.models) or 'none'}; "
         f"VSIX {', '.join(wanted.vsix) or 'none'}; Python "
         + (f"{', '.join(c.name for c in wanted.python)} for {', '.join(versions)}"
@@ -411,6 +420,11 @@ def make(
     if wanted.python:
         log(f"Python: fetched {len(outcome.python_fetched)} wheels, kept {len(outcome.python_kept)} already there; "
             f"index: {Path(out) / 'python/simple'}")
+    if wanted.apt:
+        log(f"distribution packages {', '.join(wanted.apt)} for {', '.join(apt_suites)} ({', '.join(arches)}) with "
+            f"their dependencies: fetched {len(outcome.apt_fetched)}, kept {len(outcome.apt_kept)} already there; "
+            f"repository: {Path(out) / bundle_apt.FOLDER} (llm_host_apt_repository: deb [trusted=yes] <mirror>/"
+            f"{bundle_apt.FOLDER} {apt_suites[0]} {bundle_apt.COMPONENT})")
     if wanted.cpython:
         log(f"CPython {', '.join(wanted.cpython)} for {', '.join(cpython_platforms)}: fetched "
             f"{len(outcome.cpython_fetched)} builds, kept {len(outcome.cpython_kept)} already there; mirror: "

@@ -70,7 +70,7 @@ _ROLES = {"open_webui": "open_webui_python", "vllm": "vllm_python"}
 _RELEASE = re.compile(r"^3\.\d{1,2}\.\d{1,3}$")
 
 
-class CPythonBundleError(Exception):
+class CPythonBundleError(bundle_hosts.BundleError):
     """A CPython part of the bundle that cannot be made, with the reason."""
 
 

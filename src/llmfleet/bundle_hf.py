@@ -31,7 +31,7 @@ FOLDER = "hf-models"
 REVISION = "main"
 
 
-class HFBundleError(Exception):
+class HFBundleError(bundle_hosts.BundleError):
     """A Hugging Face model that cannot be bundled, with the reason."""
 
 

@@ -19,6 +19,10 @@ from typing import Any
 import yaml
 
 
+class BundleError(Exception):
+    """A bundle that cannot be made, with the reason: the base of each part's own error."""
+
+
 @lru_cache(maxsize=None)
 def _role_file(root: Path, role: str, part: str) -> dict[str, Any]:
     return yaml.safe_load((root / "roles" / role / part / "main.yml").read_text()) or {}

@@ -62,7 +62,7 @@ _TRUE = ("true", "yes", "on", "1")
 _VERSION = re.compile(r"^3\.(\d{1,2})$")
 
 
-class PythonBundleError(Exception):
+class PythonBundleError(bundle_hosts.BundleError):
     """A Python part of the bundle that cannot be made, with the reason."""
 
 
