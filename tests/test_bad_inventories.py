@@ -44,7 +44,8 @@ BASE = {
 # What a run would create first on a converged host: none may appear.
 WATCHED = [Path(p) for p in ("/opt/llmfleet", "/etc/ollama", "/etc/vllm", "/etc/open-webui",
                              "/usr/local/bin/uv", "/usr/local/bin/ollama", "/etc/ansible/facts.d/llm_host.fact",
-                             "/etc/llmfleet/pull.json", "/etc/systemd/system/llmfleet-pull.timer")]
+                             "/etc/llmfleet/pull.json", "/etc/systemd/system/llmfleet-pull.timer",
+                             "/etc/nginx/conf.d/llmfleet-mirror.conf", "/var/lib/llmfleet/mirror")]
 
 CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8000}
 # A valid, exposed team server for the cases about what laptops ask of it (it passes the preflight).
@@ -91,6 +92,9 @@ HF_MIRROR = (ROOT / "tests/fixtures/hf-mirror").as_uri()
 # issue 20: doubles of other distributions' system Python (llm_host_probe asks them their version).
 PY313 = ROOT / "tests/doubles/python3-double-3.13"
 PY310 = ROOT / "tests/doubles/python3-double-3.10"
+
+# issue 23: a team mirror's bundle (llm_mirror): a directory with the manifest and checksums `invoke
+# bundle` writes, made by the good-inventory test; MODELS is a directory without them.
 
 CASES = [
     Case("unknown-host-type", "workstations", {"llm_host_type": "linux_tpu"},
@@ -530,6 +534,21 @@ CASES = [
          host="names-types-laptop"),
     Case("pull-switch-as-a-string", "dev_laptops", {"llm_host_pull": "yes"},
          ("llm_host_pull is the string 'yes', not a boolean",), host="names-types-laptop"),
+    # issue 23: the team's mirror (llm_mirror, the llm_mirrors group), checked by its own preflight
+    # (playbooks/mirror.yml) before the fleet's. One task reports the settings together.
+    Case("mirror-root-relative", "llm_mirrors", {"llm_mirror_root": "srv/llmfleet-mirror"},
+         ('llm_mirror_root "srv/llmfleet-mirror" is not an absolute path', "set it to the directory that holds the bundle"),
+         host="mirror-settings"),
+    Case("mirror-port-out-of-range", "llm_mirrors", {"llm_mirror_port": 87650},
+         ("llm_mirror_port 87650 is not a TCP port (1-65535)",), host="mirror-settings"),
+    Case("mirror-listen-not-an-address", "llm_mirrors", {"llm_mirror_listen": "mirror.lan"},
+         ('llm_mirror_listen "mirror.lan" is not an IPv4 or IPv6 address', 'or to "" for every address'),
+         host="mirror-settings"),
+    Case("mirror-root-without-bundle", "llm_mirrors", {"llm_mirror_root": str(MODELS)},
+         (f"llm_mirror_root {MODELS} lacks bundle.json and SHA256SUMS", "the role never copies it")),
+    Case("mirror-port-quoted", "llm_mirrors", {"llm_mirror_port": "8765"},
+         ("llm_mirror_port is the string '8765', not a number", "Write llm_mirror_port: 8765 without quotes"),
+         host="mirror-names-types"),
 ]
 
 
@@ -664,7 +683,16 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
     offline_server = {"llm_host_offline": True, "vllm_enabled": True, "vllm_models": [CODER],
                       "vllm_models_mirror": HF_MIRROR, "ollama_models_mirror": OLLAMA_MIRROR,
                       "ollama_models_from_clients": False, "ollama_models": ["qwen2.5-coder:1.5b"]}
+    # ... and the team's mirror, serving a bundle carried in (the two files the preflight looks for), its
+    # nginx from the bundle's own apt repository.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text("{}\n")
+    (bundle / "SHA256SUMS").write_text("")
+    mirror = {"llm_mirror_root": str(bundle), "llm_mirror_port": 8766, "llm_mirror_listen": "fd00::5",
+              "llm_host_apt_repository": f"deb [trusted=yes] file:{bundle}/apt bookworm main"}
     inventory = _inventory(tmp_path / "inventory", {"team-gpu": ("gpu_servers", server),
+                                                    "mirror": ("llm_mirrors", mirror),
                                                     "offline-server": ("gpu_servers", offline_server),
                                                     "alice-laptop": ("dev_laptops", laptop),
                                                     "offline-laptop": ("dev_laptops", offline),
@@ -672,7 +700,7 @@ def test_a_good_inventory_passes_with_nothing_changed(tmp_path: Path) -> None:
     before = _existing()
     result = _preflight(inventory, tmp_path / "runs")
     assert result.exit_code == ExitCode.OK, result.failures
-    assert set(result.hosts) == {"team-gpu", "offline-server", "alice-laptop", "offline-laptop", "workstation"}
+    assert set(result.hosts) == {"team-gpu", "mirror", "offline-server", "alice-laptop", "offline-laptop", "workstation"}
     assert all(stats.changed == 0 for stats in result.hosts.values()) and result.changes == []
     assert _existing() == before
 

@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / "playbooks"
 KIND_ROLES: dict[str, list[str]] = yaml.safe_load((ROOT / "roles/llm_host/vars/main.yml").read_text())[
     "_llm_host_kind_roles"]
-KIND_PLAYBOOKS = {"gpu_servers": "team_server.yml", "dev_laptops": "laptop.yml", "workstations": "workstation.yml"}
+KIND_PLAYBOOKS = {"llm_mirrors": "mirror.yml", "gpu_servers": "team_server.yml", "dev_laptops": "laptop.yml",
+                  "workstations": "workstation.yml"}
+# The kinds that serve models (every one runs Ollama); the mirror serves files.
+SERVICE_KINDS = {"gpu_servers", "dev_laptops", "workstations"}
 COMPONENTS = {"ollama": "ollama.yml", "vllm": "vllm.yml", "open_webui": "open_webui.yml", "continue": "continue.yml"}
 
 
@@ -105,12 +108,13 @@ def test_the_map_names_every_kind_and_real_roles() -> None:
     assert set(KIND_ROLES) == set(KIND_PLAYBOOKS)
     roles = {p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file()}
     for kind, names in KIND_ROLES.items():
-        assert names[0] == "llm_host" and "ollama" in names and set(names) <= roles, kind
+        assert names[0] == "llm_host" and set(names) <= roles, kind
+        assert ("ollama" in names) == (kind in SERVICE_KINDS), kind
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_PLAYBOOKS))
 def test_each_kind_playbook_runs_the_roles_of_its_kind_in_the_map_s_order(kind: str) -> None:
-    [play] = _plays(KIND_PLAYBOOKS[kind])
+    [play] = [p for p in _plays(KIND_PLAYBOOKS[kind]) if "tasks" in p]
     assert play["kind"] == kind
     assert _imported_roles(play) == KIND_ROLES[kind]
 
@@ -130,11 +134,26 @@ def test_the_preflight_checks_each_role_where_the_map_runs_it() -> None:
                if task.get("ansible.builtin.include_role", {}).get("tasks_from") == "settings"]
     var = check["loop_control"]["loop_var"]
     assert check["ansible.builtin.include_role"]["name"] == "{{ %s }}" % var
-    match = re.fullmatch(r"\{\{ (\[.*\]) \| select\('in', _llm_host_roles\) \| list \}\}", check["loop"])
+    # A kind's own preflight (_llmfleet_preflight_kind: the mirrors', playbooks/mirror.yml) checks that
+    # kind's roles; the fleet's, every role of the host's kinds.
+    kind_roles = "_llm_host_kind_roles[_llmfleet_preflight_kind] if _llmfleet_preflight_kind is defined else _llm_host_roles"
+    match = re.fullmatch(r"\{\{ (\[.*\]) \| select\('in', %s\) \| list \}\}" % re.escape(kind_roles),
+                         " ".join(check["loop"].split()))
     assert match, check["loop"]
     roles = ast.literal_eval(match.group(1))
     assert set(roles) == {name for names in KIND_ROLES.values() for name in names} - {"llm_host"}
     assert roles[-1] == "ollama"
+
+
+def test_the_mirrors_are_checked_and_served_before_the_fleet_is_checked() -> None:
+    """site.yml: the mirrors' own preflight and play first (playbooks/mirror.yml), then the fleet's
+    preflight, whose offline checks read the mirror, then the kinds that take from it."""
+    imports = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((PLAYBOOKS / "site.yml").read_text())]
+    assert imports == ["mirror.yml", "preflight.yml", "team_server.yml", "laptop.yml", "workstation.yml"]
+    preflight, play = _plays("mirror.yml")
+    assert preflight == {"name": "Check the mirrors' inventory", "ansible.builtin.import_playbook": "preflight.yml",
+                         "vars": {"_llmfleet_preflight_kind": "llm_mirrors"}}
+    assert play["kind"] == "llm_mirrors" and play["hosts"].split(":")[0] == "llm_mirrors"
 
 
 def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
