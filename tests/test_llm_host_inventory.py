@@ -156,10 +156,22 @@ def test_the_fleet_scenarios_inventory_passes(tmp_path: Path) -> None:
     # Its hosts file is written by prepare.yml; the group variables are the scenario's own.
     (tmp_path / "hosts.yml").write_text(
         "all:\n  children:\n    gpu_servers: {hosts: {fleet-server: {}}}\n"
-        "    dev_laptops: {hosts: {fleet-laptop-1: {}}}\n")
+        "    dev_laptops: {hosts: {fleet-laptop-1: {}}}\n    llm_mirrors: {hosts: {fleet-mirror: {}}}\n")
     (tmp_path / "group_vars").symlink_to(ROOT / "molecule/fleet/inventory/group_vars")
     for name, host_vars in _hosts_vars(tmp_path, ROOT / "molecule/fleet/vault-password").items():
         assert problems(**host_vars) == [], name
+
+
+def test_the_example_inventorys_mirror_passes(tmp_path: Path) -> None:
+    # The example's llm_mirrors group has no host (a commented one): give it one to read its variables.
+    example = tmp_path / "example"
+    shutil.copytree(ROOT / "inventory/example", example)
+    hosts = yaml.safe_load((example / "hosts.yml").read_text())
+    hosts["all"]["children"]["llm_mirrors"]["hosts"] = {"mirror": {"ansible_host": "mirror.lan"}}
+    (example / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    mirror = _hosts_vars(example)["mirror"]
+    assert mirror["llm_mirror_root"] == "/srv/llmfleet-mirror"
+    assert problems(**mirror) == []
 
 
 def _scenario_inventories() -> list[tuple[str, str, dict[str, Any]]]:
