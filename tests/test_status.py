@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ansible_collections.llmfleet.llmfleet.plugins.module_utils.env_file import env_file, exec_args
+import yaml
 from rich.console import Console
 
 from llmfleet.report import ExitCode
@@ -67,6 +68,24 @@ def test_status_playbook_reports_a_bare_host(tmp_path: Path, project_dir: Path, 
     assert report["vllm_servers"] == []
     # Not enrolled in pull mode: no run to report.
     assert report["pull"] == {}
+
+
+def test_a_mirror_is_not_held_to_the_fleet_s_model_list(tmp_path: Path, project_dir: Path, runs_dir: Path) -> None:
+    # group_vars/all's ollama_models reach the team's mirror too; it runs no Ollama, so it declares none
+    # (the laptop, which runs one, declares them and misses them here).
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    host = {**LOCAL_HOST, "ansible_become": False}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"ollama_models": ["qwen2.5-coder:1.5b"]},
+        "children": {"llm_mirrors": {"hosts": {"mirror": host}}, "dev_laptops": {"hosts": {"laptop": host}}}}}))
+    playbook = Path(__file__).resolve().parents[1] / "playbooks/status.yml"
+    result = run(str(playbook.with_suffix("")), inventory, project_dir, runs_dir)
+    status = result.custom_stats["llmfleet_status"]
+    assert status["mirror"]["models"]["declared"] == []
+    assert status["laptop"]["models"]["declared"] == ["qwen2.5-coder:1.5b"]
+    clean, text = _render({"mirror": status["mirror"]})
+    assert clean, text
 
 
 def test_the_last_pull_run_is_shown_and_a_failed_one_is_a_difference() -> None:
