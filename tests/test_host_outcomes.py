@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -196,13 +197,22 @@ def test_each_kind_play_of_site_yml_takes_the_whole_fleet_and_lets_other_kinds_l
     task ends the play for hosts of other kinds."""
     site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     preflight = yaml.safe_load((ROOT / "playbooks" / "preflight.yml").read_text())[0]
-    kinds = [entry["ansible.builtin.import_playbook"] for entry in site][1:]
-    assert kinds == ["team_server.yml", "laptop.yml", "workstation.yml"]
+    # The preflight's hosts: with a kind of its own (the mirrors', first), the whole fleet with the
+    # mirrors, the other kinds leaving at its first task; without, the service kinds' hosts.
+    match = re.fullmatch(r"\{\{ '([a-z_:]+)' if _llmfleet_preflight_kind is defined else '([a-z_:]+)' \}\}", preflight["hosts"])
+    assert match, preflight["hosts"]
+    with_mirrors, fleet = match.groups()
+    assert with_mirrors == "llm_mirrors:" + fleet
+    leave = preflight["tasks"][0]
+    assert leave["ansible.builtin.meta"] == "end_host" and "_llmfleet_preflight_kind not in group_names" in leave["when"]
+    imports = [entry["ansible.builtin.import_playbook"] for entry in site]
+    assert imports == ["mirror.yml", "preflight.yml", "team_server.yml", "laptop.yml", "workstation.yml"]
     [frame] = yaml.safe_load((ROOT / "playbooks" / "locked_play.yml").read_text())
     first = frame["tasks"][0]
     assert first["ansible.builtin.meta"] == "end_host" and "_llmfleet_kind not in group_names" in first["when"]
-    for name in kinds:
-        [play] = yaml.safe_load((ROOT / "playbooks" / name).read_text())
+    for name, hosts in [("mirror.yml", with_mirrors), ("team_server.yml", fleet), ("laptop.yml", fleet),
+                        ("workstation.yml", fleet)]:
+        play = yaml.safe_load((ROOT / "playbooks" / name).read_text())[-1]
         assert play["ansible.builtin.import_playbook"] == "locked_play.yml", name
-        assert play["vars"]["_llmfleet_hosts"] == preflight["hosts"], name
-        assert play["vars"]["_llmfleet_kind"] in preflight["hosts"].split(":"), name
+        assert play["vars"]["_llmfleet_hosts"] == hosts, name
+        assert play["vars"]["_llmfleet_kind"] in hosts.split(":"), name
