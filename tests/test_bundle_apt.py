@@ -44,13 +44,17 @@ def test_each_host_brings_its_roles_packages() -> None:
     laptop = {"group_names": ["dev_laptops"], "llm_host_extra_packages": ["nodejs"]}
     mac = {"group_names": ["dev_laptops"], "llm_host_type": "macos_arm64", "llm_host_extra_packages": ["jq"]}
     outsider = {"group_names": ["mirror"]}
+    # The team's mirror: llm_host's prerequisites and its nginx (the package llm_proxy installs too).
+    mirror = {"group_names": ["llm_mirrors"]}
     wanted = bundle_apt.packages({"server": server, "quiet": quiet_server, "laptop": laptop, "mac": mac,
-                                  "outsider": outsider}, ROOT)
+                                  "outsider": outsider, "mirror": mirror}, ROOT)
     host = _vars("llm_host")["_llm_host_packages"]["Debian"]
     for name in host:
-        assert set(wanted[name]) == {"laptop", "quiet", "server"}
+        assert set(wanted[name]) == {"laptop", "mirror", "quiet", "server"}
+    served = _vars("llm_mirror")["_llm_mirror_packages"]["Debian"]
+    assert served == ["nginx"]
     for name in _vars("llm_proxy")["_llm_proxy_packages"]["Debian"] + _vars("llm_firewall")["_llm_firewall_packages"]["Debian"]:
-        assert wanted[name] == ["quiet", "server"]
+        assert wanted[name] == (["mirror"] if name in served else []) + ["quiet", "server"]
     for name in _vars("vllm")["_vllm_system_packages"]["Debian"]:
         assert wanted[name] == ["server"]
     assert wanted["nodejs"] == ["laptop"] and "jq" not in wanted

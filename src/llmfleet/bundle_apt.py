@@ -9,7 +9,8 @@ Layout under the bundle, for `llm_host_apt_repository: deb [trusted=yes] <mirror
 Which packages: for each host, the package lists of its roles (roles/<role>/vars/main.yml, the
 Debian entry of each name in ROLE_PACKAGES; vLLM's only where vLLM serves) and its
 `llm_host_extra_packages`; llm_proxy's and llm_firewall's wherever the host's kind has the role, as
-a host exposed later needs them. The bundle cannot know which release each host runs, so every suite
+a host exposed later needs them; llm_mirror's on the team's mirror, which reads them from this
+repository as files. The bundle cannot know which release each host runs, so every suite
 (`--apt-suite`, default the controller's own) and architecture (`--arch`) gets all of them.
 
 How: apt on the controller, with a state of its own (lists, an empty dpkg status, no pinning) under
@@ -57,6 +58,7 @@ ROLE_PACKAGES: dict[str, str] = {
     "llm_firewall": "_llm_firewall_packages",
     "llm_proxy": "_llm_proxy_packages",
     "vllm": "_vllm_system_packages",
+    "llm_mirror": "_llm_mirror_packages",
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[a-z][a-z0-9.-]*$")
