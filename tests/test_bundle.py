@@ -636,8 +636,13 @@ def test_invoke_bundle_with_a_stand_in_cpython_stops_clearly(upstream: tuple[str
      "--cpython-platform 'x86_64-apple-darwin' is not one llm_host installs a CPython on"),
     (["--cpython-from", "/nonexistent/pbs"], "--cpython-from /nonexistent/pbs is neither a URL nor a directory"),
     (["--no-cpython", "--cpython-from", "http://mirror.team/pbs"], "--no-cpython leaves them out: give one"),
+    (["--no-apt", "--apt-suite", "trixie"], "--no-apt leaves them out: give one or the other"),
+    (["--apt-suite", "Trixie!"], "--apt-suite 'Trixie!' is not a release codename"),
+    (["--apt-sources", "/etc/hostname", "--apt-suite", "a", "--apt-suite", "b"], "give exactly one --apt-suite"),
+    (["--apt-sources", "/nonexistent/sources.list", "--apt-suite", "bookworm"], "is not a file"),
+    (["--arch", "x86-64"], "--arch 'x86-64' is not a Debian architecture"),
 ])
-def test_invoke_bundles_cpython_options_are_checked_first(tmp_path: Path, options: list[str], message: str) -> None:
+def test_invoke_bundles_options_are_checked_first(tmp_path: Path, options: list[str], message: str) -> None:
     out = tmp_path / "bundle"
     done = subprocess.run([str(ROOT / ".venv/bin/invoke"), "bundle", "--out", str(out), *options], cwd=ROOT,
                           capture_output=True, text=True, check=False)

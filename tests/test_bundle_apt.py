@@ -233,19 +233,8 @@ def test_a_package_the_distribution_lacks_stops_before_anything_is_written(
     assert not (out / "apt").exists() and not (out / "bundle.json").exists()
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    (["--no-apt", "--apt-suite", "trixie"], "--no-apt leaves them out: give one or the other"),
-    (["--apt-suite", "Trixie!"], "--apt-suite 'Trixie!' is not a release codename"),
-    (["--apt-sources", "/etc/hostname", "--apt-suite", "a", "--apt-suite", "b"], "give exactly one --apt-suite"),
-    (["--apt-sources", "/nonexistent/sources.list", "--apt-suite", "bookworm"], "is not a file"),
-    (["--arch", "x86-64"], "--arch 'x86-64' is not a Debian architecture"),
-])
-def test_invoke_bundles_apt_options_are_checked_first(tmp_path: Path, options: list[str], message: str) -> None:
-    out = tmp_path / "bundle"
-    done = subprocess.run([str(ROOT / ".venv/bin/invoke"), "bundle", "--out", str(out), *options], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 1 and message in " ".join(done.stderr.split()), done.stderr
-    assert not out.exists()
+# invoke bundle's apt options are checked first with the others': tests/test_bundle.py,
+# test_invoke_bundles_options_are_checked_first.
 
 
 def test_what_else_is_in_the_apt_folder_goes(upstream: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
