@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
 from rich.console import Console
@@ -192,17 +193,25 @@ def test_a_host_not_run_is_never_ok_in_the_exit_code() -> None:
     assert result.outcome("a").reason == "no play of this run converged it (does its kind's play match it?)"
 
 
+def _pattern(text: str, **variables: Any) -> str:
+    """A play's host pattern as Ansible templates it (plain Jinja: the expressions use no filter of Ansible's)."""
+    return jinja2.Environment().from_string(text).render(**variables).strip()
+
+
 def test_each_kind_play_of_site_yml_takes_the_whole_fleet_and_lets_other_kinds_leave() -> None:
     """The shape the first test proves: every kind's play lists the fleet, and the lock frame's first
     task ends the play for hosts of other kinds."""
     site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     preflight = yaml.safe_load((ROOT / "playbooks" / "preflight.yml").read_text())[0]
     # The preflight's hosts: with a kind of its own (the mirrors', first), the whole fleet with the
-    # mirrors, the other kinds leaving at its first task; without, the service kinds' hosts.
-    match = re.fullmatch(r"\{\{ '([a-z_:]+)' if _llmfleet_preflight_kind is defined else '([a-z_:]+)' \}\}", preflight["hosts"])
-    assert match, preflight["hosts"]
-    with_mirrors, fleet = match.groups()
+    # mirrors, the other kinds leaving at its first task, or no host when the inventory has no mirror;
+    # without, the service kinds' hosts.
+    mirrors, none = {"llm_mirrors": ["m"], "gpu_servers": ["s"]}, {"gpu_servers": ["s"]}
+    fleet = _pattern(preflight["hosts"], groups=mirrors)
+    assert fleet == "gpu_servers:dev_laptops:workstations" == _pattern(preflight["hosts"], groups=none)
+    with_mirrors = _pattern(preflight["hosts"], groups=mirrors, _llmfleet_preflight_kind="llm_mirrors")
     assert with_mirrors == "llm_mirrors:" + fleet
+    assert _pattern(preflight["hosts"], groups=none, _llmfleet_preflight_kind="llm_mirrors") == "llm_mirrors"
     leave = preflight["tasks"][0]
     assert leave["ansible.builtin.meta"] == "end_host" and "_llmfleet_preflight_kind not in group_names" in leave["when"]
     imports = [entry["ansible.builtin.import_playbook"] for entry in site]
@@ -214,5 +223,7 @@ def test_each_kind_play_of_site_yml_takes_the_whole_fleet_and_lets_other_kinds_l
                         ("workstation.yml", fleet)]:
         play = yaml.safe_load((ROOT / "playbooks" / name).read_text())[-1]
         assert play["ansible.builtin.import_playbook"] == "locked_play.yml", name
-        assert play["vars"]["_llmfleet_hosts"] == hosts, name
+        assert _pattern(play["vars"]["_llmfleet_hosts"], groups=mirrors) == hosts, name
         assert play["vars"]["_llmfleet_kind"] in hosts.split(":"), name
+        # No mirror in the inventory: the mirrors' play matches no host (a converged host pays nothing).
+        assert _pattern(play["vars"]["_llmfleet_hosts"], groups=none) == (hosts if name != "mirror.yml" else "llm_mirrors")

@@ -153,7 +153,7 @@ def test_the_mirrors_are_checked_and_served_before_the_fleet_is_checked() -> Non
     preflight, play = _plays("mirror.yml")
     assert preflight == {"name": "Check the mirrors' inventory", "ansible.builtin.import_playbook": "preflight.yml",
                          "vars": {"_llmfleet_preflight_kind": "llm_mirrors"}}
-    assert play["kind"] == "llm_mirrors" and play["hosts"].split(":")[0] == "llm_mirrors"
+    assert play["kind"] == "llm_mirrors" and "'llm_mirrors:" in play["hosts"]
 
 
 def test_models_yml_converges_vllm_where_the_map_runs_it() -> None:
