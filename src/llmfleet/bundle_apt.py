@@ -43,7 +43,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmfleet import bundle_hosts
 
@@ -224,10 +224,6 @@ def check_arches(arches: Iterable[str]) -> list[str]:
     return chosen
 
 
-def _tail(text: str, lines: int = 12) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 class _Apt:
     """apt-get and apt-cache with a state of their own, for one suite and architecture."""
 
@@ -278,11 +274,23 @@ def _control(text: str) -> dict[tuple[str, str, str], str]:
     return found
 
 
-def resolve(apt: _Apt, wanted: Mapping[str, list[str]], where: str) -> list[tuple[str, str, str, str]]:
-    """(apt's file name, its URI, the control stanza, its sha256) of every package of the closure."""
+class _Package(NamedTuple):
+    """One package of a closure: apt's file name and URI for it, its sha256 from the signed index, its
+    file name in the pool (the distribution's, without the epoch) and its stanza as the bundle's
+    Packages gives it (Filename: pool/<pool>)."""
+
+    name: str
+    uri: str
+    sha256: str
+    pool: str
+    stanza: str
+
+
+def resolve(apt: _Apt, wanted: Mapping[str, list[str]], where: str) -> list[_Package]:
+    """Every package of the closure of `wanted`."""
     done = apt.run("apt-get", "update")
     if done.returncode != 0 or "\nE: " in "\n" + done.stdout + done.stderr:
-        raise AptBundleError(f"apt-get update for {where} failed:\n{_tail(done.stdout + done.stderr)}")
+        raise AptBundleError(f"apt-get update for {where} failed:\n{bundle_hosts.tail(done.stdout + done.stderr, 12)}")
     with_empty = apt.state / "empty-archives"
     shutil.rmtree(with_empty, ignore_errors=True)
     (with_empty / "partial").mkdir(parents=True)
@@ -294,11 +302,11 @@ def resolve(apt: _Apt, wanted: Mapping[str, list[str]], where: str) -> list[tupl
             raise AptBundleError(f"{where} has no package " + "; ".join(
                 f"{name} (wanted by {', '.join(wanted.get(name, ['?']))})" for name in unknown)
                 + ": fix the name (llm_host_extra_packages), or give a macOS host llm_host_type: macos_arm64")
-        raise AptBundleError(f"apt cannot resolve the packages for {where}:\n{_tail(done.stdout + done.stderr)}")
+        raise AptBundleError(f"apt cannot resolve the packages for {where}:\n{bundle_hosts.tail(done.stdout + done.stderr, 12)}")
     matches = [m for m in map(_URI.match, done.stdout.splitlines()) if m]
     names = [m["name"] for m in matches]
     if not names:
-        raise AptBundleError(f"apt listed no package to fetch for {where}:\n{_tail(done.stdout + done.stderr)}")
+        raise AptBundleError(f"apt listed no package to fetch for {where}:\n{bundle_hosts.tail(done.stdout + done.stderr, 12)}")
     keys = []
     for name in names:
         package, version, arch = urllib.parse.unquote(name[:-4]).split("_")
@@ -312,16 +320,14 @@ def resolve(apt: _Apt, wanted: Mapping[str, list[str]], where: str) -> list[tupl
         digest = re.search(r"^SHA256: ([0-9a-f]{64})$", stanza or "", re.M)
         if stanza is None or digest is None:
             raise AptBundleError(f"apt-cache has no control data with a sha256 for {'_'.join(key)} ({where}):\n"
-                                 f"{_tail(shown.stderr)}")
-        result.append((name, match["uri"], stanza, digest.group(1)))
+                                 f"{bundle_hosts.tail(shown.stderr, 12)}")
+        filename = re.search(r"^Filename: (.+)$", stanza, re.M)
+        if filename is None:
+            raise AptBundleError(f"no Filename in {stanza.splitlines()[0]} ({where})")
+        pool = Path(filename.group(1).strip()).name
+        result.append(_Package(name, match["uri"], digest.group(1), pool,
+                               stanza[:filename.start()] + f"Filename: pool/{pool}" + stanza[filename.end():]))
     return result
-
-
-def _pool_name(stanza: str) -> str:
-    filename = re.search(r"^Filename: (.+)$", stanza, re.M)
-    if filename is None:
-        raise AptBundleError(f"no Filename in {stanza.splitlines()[0]}")
-    return Path(filename.group(1).strip()).name
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -370,7 +376,7 @@ class _Target:
     suite: str
     arch: str
     apt: _Apt
-    files: list[tuple[str, str, str, str]]
+    files: list[_Package]
 
 
 def _sources(suite: str, sources_file: str, codename: str, available: list[list[tuple[str, str]]] | None) -> str:
@@ -414,40 +420,38 @@ def build(out: Path, wanted: Mapping[str, list[str]], targets: list[_Target], sh
     pool.mkdir(parents=True, exist_ok=True)
     try:
         for target in targets:
-            missing = []
-            for name, _, stanza, digest in target.files:
-                kept = pool / _pool_name(stanza)
-                if kept.is_file() and sha256(kept) == digest:
-                    if not (staging / name).exists():  # apt finds it there and fetches it not
-                        os.link(kept, staging / name)
+            missing = set()
+            for package in target.files:
+                kept = pool / package.pool
+                if kept.is_file() and sha256(kept) == package.sha256:
+                    if not (staging / package.name).exists():  # apt finds it there and fetches it not
+                        os.link(kept, staging / package.name)
                 else:
-                    missing.append(name)
+                    missing.add(package.name)
             where = f"{target.suite} ({target.arch})"
             if missing:
                 log(f"apt {where}: fetching {len(missing)} of {len(target.files)} packages")
                 done = target.apt.run("apt-get", "install", "-y", "--download-only", *wanted)
                 if done.returncode != 0:
                     raise AptBundleError(f"apt could not fetch the packages for {where}:\n"
-                                         f"{_tail(done.stdout + done.stderr)}")
-            stanzas = []
-            for name, uri, stanza, digest in target.files:
-                relative = f"{FOLDER}/pool/{_pool_name(stanza)}"
-                if name in missing:
-                    fetched = staging / name
-                    if uri.startswith("file:") and not fetched.is_file():  # apt reads a file: source in place
-                        shutil.copyfile(urllib.parse.unquote(urllib.parse.urlsplit(uri).path), fetched)
-                    if not fetched.is_file() or sha256(fetched) != digest:
-                        raise AptBundleError(f"{name} from apt does not match the sha256 of its signed index ({where})")
+                                         f"{bundle_hosts.tail(done.stdout + done.stderr, 12)}")
+            for package in target.files:
+                relative = f"{FOLDER}/pool/{package.pool}"
+                if package.name in missing:
+                    fetched = staging / package.name
+                    if package.uri.startswith("file:") and not fetched.is_file():  # apt reads a file: source in place
+                        shutil.copyfile(urllib.parse.unquote(urllib.parse.urlsplit(package.uri).path), fetched)
+                    if not fetched.is_file() or sha256(fetched) != package.sha256:
+                        raise AptBundleError(f"{package.name} from apt does not match the sha256 of its signed index "
+                                             f"({where})")
                     (out / relative).unlink(missing_ok=True)
                     os.link(fetched, out / relative)
                     if relative not in outcome.fetched:
                         outcome.fetched.append(relative)
                 elif relative not in outcome.kept and relative not in outcome.fetched:
                     outcome.kept.append(relative)
-                stanzas.append(re.sub(r"^Filename: .+$", f"Filename: pool/{Path(relative).name}", stanza,
-                                      count=1, flags=re.M))
                 outcome.files.setdefault(f"{target.suite}/{target.arch}", []).append(relative)
-            entries.setdefault(target.suite, {})[target.arch] = stanzas
+            entries.setdefault(target.suite, {})[target.arch] = [package.stanza for package in target.files]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for suite, by_arch in entries.items():

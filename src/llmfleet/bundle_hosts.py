@@ -23,6 +23,11 @@ class BundleError(Exception):
     """A bundle that cannot be made, with the reason: the base of each part's own error."""
 
 
+def tail(text: str, lines: int) -> str:
+    """The last `lines` lines of a tool's output, for an error message."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 @lru_cache(maxsize=None)
 def _role_file(root: Path, role: str, part: str) -> dict[str, Any]:
     return yaml.safe_load((root / "roles" / role / part / "main.yml").read_text()) or {}

@@ -224,10 +224,6 @@ def uv_index_args(settings: Mapping[str, str]) -> list[str]:
     return args + ["--index-strategy", "unsafe-best-match"]
 
 
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _environment(settings: Mapping[str, str]) -> dict[str, str]:
     """uv's environment: its own index variables out (the pip configuration decides), pip's CA in."""
     env = {k: v for k, v in os.environ.items()
@@ -268,7 +264,7 @@ def resolve(component: Component, version: str, folder: Path, settings: Mapping[
     if done.returncode != 0:
         where = f"Python {version}" + (f" on {platform}" if platform else "")
         raise PythonBundleError(f"{component.name} for {where} does not resolve from the controller's "
-                                f"package indexes:\n{_tail(done.stderr)}")
+                                f"package indexes:\n{bundle_hosts.tail(done.stderr, 8)}")
     return lock
 
 
@@ -347,7 +343,7 @@ def download(version: str, locks: Iterable[Path], files: Path, sha256: Callable[
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise PythonBundleError(f"pip could not download the locks' wheels for Python {version}:\n"
-                                    f"{_tail(done.stderr)}")
+                                    f"{bundle_hosts.tail(done.stderr, 8)}")
     fetched = sorted(p.name for p in files.iterdir() if p.name not in before or p.stat().st_mtime_ns != before[p.name])
     return fetched, kept
 
