@@ -52,6 +52,9 @@ CODER = {"name": "coder", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "port": 8
 TEAM_SERVER = {"llm_host_expose": True, "llm_host_advertised_name": "team-gpu.lan", "vllm_models": [CODER],
                "vllm_api_key": "k-9c1f0d2e", "llm_host_ca_passphrase": "a-ca-passphrase-4f1e",
                "ollama_models": ["qwen2.5-coder:7b"]}
+# A laptop in pull mode with a valid repository and inventory (the cases add what they get wrong).
+PULL_LAPTOP = {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
+               "llm_host_pull_inventory": "inventory/team"}
 
 
 @dataclass(frozen=True)
@@ -489,13 +492,13 @@ CASES = [
           "llm_host_pull_inventory": "../secrets/inventory"},
          ("llm_host_pull_inventory '../secrets/inventory' is not a path inside the repository",)),
     Case("pull-interval-too-short", "dev_laptops",
-         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
-          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_interval": 10, "llm_host_pull_version": "main branch"},
+         {**PULL_LAPTOP,
+          "llm_host_pull_interval": 10, "llm_host_pull_version": "main branch"},
          ("llm_host_pull_interval is 10; set it to 60 seconds or more",
           "llm_host_pull_version 'main branch' is not a branch or tag name")),
     Case("pull-report-over-plain-http", "dev_laptops",
-         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
-          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_report_url": "http://team-gpu.lan/llmfleet/pull-reports",
+         {**PULL_LAPTOP,
+          "llm_host_pull_report_url": "http://team-gpu.lan/llmfleet/pull-reports",
           "llm_host_pull_report_key": "rk-5d0c8e0b1f2a3c4d"},
          ("llm_host_pull_report_url 'http://team-gpu.lan/llmfleet/pull-reports' is not an https:// URL",
           "the report carries the host's key")),
@@ -504,16 +507,15 @@ CASES = [
     Case("pull-report-key-shared", "gpu_servers", {**TEAM_SERVER, "llm_host_advertised_name": "reports.team.lan"},
          ("pull reports: llm_host_pull_report_key of pull-report-laptop-b is the same key as pull-report-laptop-a's",
           "each host needs its own"),
-         extra={name: ("dev_laptops", {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
-                                       "llm_host_pull_inventory": "inventory/team",
+         extra={name: ("dev_laptops", {**PULL_LAPTOP,
                                        "llm_host_pull_report_url": "https://reports.team.lan/llmfleet/pull-reports",
                                        "llm_host_pull_report_key": "shared-report-key-7e3a9c0d"})
                 for name in ("pull-report-laptop-a", "pull-report-laptop-b")}),
     # A report URL that names no exposed team server (a typo, a name not in its certificate): the server
     # would never take the laptop's key, so every report would be refused.
     Case("pull-report-url-names-no-server", "dev_laptops",
-         {"llm_host_pull": True, "llm_host_pull_repo_url": "https://git.team.lan/llmfleet.git",
-          "llm_host_pull_inventory": "inventory/team", "llm_host_pull_report_url": "https://team-gpu.lna/llmfleet/pull-reports",
+         {**PULL_LAPTOP,
+          "llm_host_pull_report_url": "https://team-gpu.lna/llmfleet/pull-reports",
           "llm_host_pull_report_key": "rk-0a9b8c7d6e5f4a3b"},
          ("llm_host_pull_report_url names team-gpu.lna, which is none of the names of the inventory's exposed team servers",
           "team-gpu.lan")),
@@ -546,6 +548,8 @@ CASES = [
          host="mirror-settings"),
     Case("mirror-root-without-bundle", "llm_mirrors", {"llm_mirror_root": str(MODELS)},
          (f"llm_mirror_root {MODELS} lacks bundle.json and SHA256SUMS", "the role never copies it")),
+    Case("mirror-port-not-whole", "llm_mirrors", {"llm_mirror_port": 8765.0},
+         ("llm_mirror_port 8765.0 is not a TCP port (1-65535)",)),
     Case("mirror-port-quoted", "llm_mirrors", {"llm_mirror_port": "8765"},
          ("llm_mirror_port is the string '8765', not a number", "Write llm_mirror_port: 8765 without quotes"),
          host="mirror-names-types"),
